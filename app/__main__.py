@@ -1,0 +1,131 @@
+"""Command line: `python -m app` runs the module on edgeHub; subcommands for everything else."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from .config import ConfigError, Settings, load_settings
+from .modeldir import ModelDirError
+from .register import RegisterError
+from .scoring import ScriptLoadError
+
+
+def _tags(values: list[str]) -> dict[str, str]:
+    tags = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--tag {value!r}: use KEY=VALUE")
+        tags[key] = val
+    return tags
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m app", description="Edge inference module runtime.")
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("module", help="serve edgeHub inputs (the default; the container's command)")
+
+    s = sub.add_parser("simulate", help="run the pipeline on a built-in simulated sensor, no Azure needed")
+    s.add_argument("--messages", type=int, default=1000, help="how many messages; 0 runs until Ctrl-C (default 1000)")
+    s.add_argument("--rate", type=float, default=0.0, help="messages per second; 0 is as fast as the model takes them")
+    s.add_argument("--bad-every", type=int, default=0, metavar="K", help="make every K-th message malformed")
+    s.add_argument("--aggregate", action="store_true", help="pack predictions into few messages (AGGREGATE=true)")
+    s.add_argument("--json", action="store_true", help="one JSON object per output line, then a JSON summary")
+
+    sc = sub.add_parser("score", help="score recorded message bodies, one per line, in order")
+    sc.add_argument("file", help="input file, or - for stdin")
+
+    sub.add_parser("train", help="train the default model into MODEL_DIR (what `make model` runs)")
+
+    r = sub.add_parser("register", help="install a trained model file into the model directory")
+    r.add_argument("model_file", help="a joblib or pickle file of a fitted estimator")
+    r.add_argument("--name", required=True)
+    r.add_argument("--features", required=True, help="comma-separated dotted paths, e.g. machine.temperature,machine.pressure")
+    r.add_argument("--labels", default="", help="comma-separated names of the model's classes, in order")
+    r.add_argument("--description", default="")
+    r.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--model-dir", default=None, help="default: MODEL_DIR")
+    return p
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # The SDK logs every connection step at INFO; keep it to warnings unless asked.
+    if settings.log_level.upper() != "DEBUG":
+        logging.getLogger("azure.iot.device").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings)
+    command = args.command or "module"
+    try:
+        if command == "module":
+            from .transport import run_module
+
+            return asyncio.run(run_module(settings))
+        if command == "simulate":
+            from .simulate import simulate
+
+            if args.aggregate:
+                settings = settings.replace(aggregate=True)
+            asyncio.run(simulate(settings, args.messages, args.rate, args.json, args.bad_every))
+            return 0
+        if command == "score":
+            from .score_file import open_source, score_file
+
+            with open_source(args.file) as source:
+                summary = asyncio.run(score_file(settings, source, sys.stdout.buffer))
+            print(f"scored {summary['lines']} lines: {summary['predictions']} predictions, {summary['errors']} errors", file=sys.stderr)
+            return 0
+        if command == "train":
+            from .train import train_default
+
+            manifest, accuracy = train_default(settings.model_dir)
+            print(f"trained {manifest.name} v{manifest.version} ({manifest.sha256[:12]}), held-out accuracy {accuracy:.4f}")
+            return 0
+        if command == "register":
+            from .register import register
+
+            manifest = register(
+                args.model_file,
+                args.model_dir or settings.model_dir,
+                name=args.name,
+                features=[f.strip() for f in args.features.split(",") if f.strip()],
+                description=args.description,
+                tags=_tags(args.tag),
+                labels=[x.strip() for x in args.labels.split(",") if x.strip()] or None,
+            )
+            print(f"registered {manifest.name} v{manifest.version} ({manifest.sha256[:12]}) in {args.model_dir or settings.model_dir}")
+            return 0
+    except (ModelDirError, ScriptLoadError, RegisterError, ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if command == "module":
+            print(
+                "hint: `python -m app` talks to edgeHub and needs an IoT Edge environment; "
+                "try `python -m app simulate` to run without Azure.",
+                file=sys.stderr,
+            )
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

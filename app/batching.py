@@ -1,0 +1,123 @@
+"""Micro-batching without a latency tax.
+
+One batch is in the model at a time. When the model is idle, whatever is queued (often a single
+message) goes at once; while it is busy, messages queue and the next batch is what gathered, up to
+`max_rows` rows. There is no batching window unless `max_wait_s` asks for one: then a batch waits
+until it is full or its oldest message has waited that long.
+
+The queue is bounded by message count: `put` waits while it is full, which pauses whoever feeds
+it (the transport's intake, the simulator, the file reader). Each such pause is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class MicroBatcher(Generic[T]):
+    def __init__(
+        self,
+        process: Callable[[list[T]], Awaitable[None]],
+        max_rows: int,
+        max_wait_s: float = 0.0,
+        max_queued: int = 2048,
+    ) -> None:
+        self._process = process
+        self.max_rows = max_rows
+        self.max_wait_s = max_wait_s
+        self._queue: deque[tuple[T, int, float]] = deque()  # (item, rows, enqueued at)
+        self._queued_rows = 0
+        self._room = asyncio.Semaphore(max_queued)
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._worker: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.batch_rows = 0
+        self.queue_full_waits = 0
+
+    @property
+    def depth(self) -> int:
+        """Messages waiting for the model."""
+        return len(self._queue)
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+
+    async def put(self, item: T, rows: int) -> None:
+        """Queue an item of `rows` rows; waits while the queue is full."""
+        if self._closing:
+            raise RuntimeError("batcher is closed")
+        if self._room.locked():
+            self.queue_full_waits += 1
+        await self._room.acquire()
+        self._queue.append((item, rows, time.perf_counter()))
+        self._queued_rows += rows
+        self._idle.clear()
+        self._wakeup.set()
+
+    async def close(self) -> None:
+        """Process everything queued, then stop the worker."""
+        self._closing = True
+        self._wakeup.set()
+        if self._worker is not None:
+            await self._worker
+
+    async def wait_idle(self) -> None:
+        """Return once the queue is empty and no batch is in the model."""
+        await self._idle.wait()
+
+    def _take(self) -> list[T]:
+        batch: list[T] = []
+        rows = 0
+        queue = self._queue
+        while queue and (not batch or rows + queue[0][1] <= self.max_rows):
+            item, n, _ = queue.popleft()
+            batch.append(item)
+            rows += n
+            self._room.release()
+        self._queued_rows -= rows
+        self.batches += 1
+        self.batch_rows += rows
+        return batch
+
+    async def _fill(self) -> None:
+        """With max_wait_s: wait for a full batch, at most until the oldest item is that old."""
+        deadline = self._queue[0][2] + self.max_wait_s
+        while self._queued_rows < self.max_rows and not self._closing:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                self._idle.set()
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if self.max_wait_s > 0:
+                await self._fill()
+            batch = self._take()
+            try:
+                await self._process(batch)
+            except Exception:  # the processor owns per-item outcomes; never let the worker die
+                log.exception("batch processing failed")

@@ -1,0 +1,143 @@
+"""Decoding: a message body -> validated feature rows, or a MessageError saying what is wrong.
+
+Accepted bodies (UTF-8 JSON):
+- one reading:            {"machine": {"temperature": 21.5, ...}, ...}
+- an array of readings:   [{...}, {...}]
+- a rows object:          {"data": [[21.5, 1.1, 20.9, 25], ...]}   (rows or readings inside)
+- an array of rows:       [[21.5, 1.1, 20.9, 25], ...]
+- a JSON string holding any of these (iotedgehubdev double-encodes).
+Features are read from a reading by dotted paths; every value must be a finite number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+READING = "reading"  # one object in -> one flat prediction out
+MANY = "many"  # an array or a rows object -> a list of predictions out
+
+
+class MessageError(ValueError):
+    """The message cannot be scored. `code` is stable for routing; `reason` is for people."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Decoded:
+    rows: list[list[float]]
+    contexts: list[dict[str, Any]]  # per row: the reading's passthrough fields (empty for rows)
+    shape: str  # READING or MANY
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else {bool: "boolean", str: "a string", list: "an array", dict: "an object"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _parse(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    # Slow path, errors only: say precisely why. The stdlib parser accepts NaN and Infinity,
+    # so such a body gets "not finite" from the row check rather than a vague "not JSON".
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MessageError("not_utf8", f"body is not valid UTF-8 (byte {exc.start}); send UTF-8 JSON") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MessageError("not_json", f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+class FeatureReader:
+    """Turns readings and rows into validated float rows for a fixed list of features."""
+
+    def __init__(self, features: Sequence[str], passthrough: Sequence[str] = (), max_bytes: int = 256 * 1024) -> None:
+        if not features:
+            raise ValueError("at least one feature is needed")
+        self.features = tuple(features)
+        self._paths = [(path, tuple(path.split("."))) for path in self.features]
+        self._passthrough = tuple(passthrough)
+        self._max_bytes = max_bytes
+
+    def decode(self, body: bytes | str) -> Decoded:
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        if len(body) > self._max_bytes:
+            raise MessageError("oversized", f"body is {len(body)} bytes, over the {self._max_bytes}-byte limit (MAX_MESSAGE_BYTES)")
+        doc = _parse(body)
+        if isinstance(doc, str):  # double-encoded: a JSON string holding the JSON document
+            doc = _parse(doc.encode("utf-8"))
+        if isinstance(doc, dict):
+            if "data" in doc:
+                return self._many(doc["data"], "'data'")
+            row, context = self._reading(doc, "")
+            return Decoded([row], [context], READING)
+        if isinstance(doc, list):
+            return self._many(doc, "the array")
+        raise MessageError("bad_shape", f"body is {_kind(doc)}; expected a reading object, an array of readings or {{\"data\": [[...]]}}")
+
+    def _many(self, items: Any, what: str) -> Decoded:
+        if not isinstance(items, list):
+            raise MessageError("bad_shape", f"{what} is {_kind(items)}; expected an array of rows or readings")
+        if not items:
+            raise MessageError("empty", f"{what} is empty; send at least one reading")
+        if all(type(v) in (int, float) for v in items):
+            items = [items]  # {"data": [1, 2, 3, 4]}: one flat row
+        rows: list[list[float]] = []
+        contexts: list[dict[str, Any]] = []
+        for i, item in enumerate(items):
+            where = f"item {i}: "
+            if isinstance(item, dict):
+                row, context = self._reading(item, where)
+            elif isinstance(item, list):
+                row, context = self._row(item, where), {}
+            else:
+                raise MessageError("bad_shape", f"{where}is {_kind(item)}; expected a reading object or a row array")
+            rows.append(row)
+            contexts.append(context)
+        return Decoded(rows, contexts, MANY)
+
+    def _reading(self, reading: dict[str, Any], where: str) -> tuple[list[float], dict[str, Any]]:
+        row: list[float] = []
+        for path, parts in self._paths:
+            value: Any = reading
+            for part in parts:
+                if not isinstance(value, dict) or part not in value:
+                    raise MessageError("missing_feature", f"{where}feature '{path}' is missing")
+                value = value[part]
+            row.append(self._number(value, where, f"feature '{path}'"))
+        context = {k: reading[k] for k in self._passthrough if k in reading}
+        return row, context
+
+    def _row(self, row: list[Any], where: str) -> list[float]:
+        if len(row) != len(self._paths):
+            raise MessageError(
+                "wrong_width",
+                f"{where}row has {len(row)} values, the model takes {len(self._paths)} ({', '.join(self.features)})",
+            )
+        return [self._number(v, where, f"value {j} ('{self.features[j]}')") for j, v in enumerate(row)]
+
+    @staticmethod
+    def _number(value: Any, where: str, what: str) -> float:
+        kind = type(value)
+        if kind is float:
+            if math.isfinite(value):
+                return value
+            raise MessageError("not_finite", f"{where}{what} is {value}; expected a finite number")
+        if kind is int:
+            return float(value)
+        raise MessageError("not_numeric", f"{where}{what} is {_kind(value)} ({str(value)[:40]!r}); expected a number")

@@ -1,0 +1,128 @@
+"""Encoding: predictions and errors -> output messages, one per input or packed into aggregates.
+
+One reading in -> a flat body: {"label": "anomaly", "probability": 0.97, "timeCreated": "...",
+"model": "temperature-anomaly", "modelVersion": 1}. Many rows in -> {"predictions": [...],
+"model": ..., "modelVersion": ...}. Errors -> {"code", "reason", "inputMessageId", "inputName",
+"input" (a truncated copy), "inputBytes", "inputTruncated", "model", "modelVersion"}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from .config import MESSAGE_LIMIT_BYTES
+from .decoding import READING
+from .messages import InMessage, OutMessage
+
+class OutputTooLarge(ValueError):
+    pass
+
+
+def forwarded_properties(props: dict[str, str]) -> dict[str, str]:
+    """Custom properties to carry on: edgeHub's own `$.` keys (`$.cdid`, `$.cmid`) stay behind."""
+    if not props:
+        return {}
+    return {k: v for k, v in props.items() if not k.startswith("$.")}
+
+
+def _size(body: bytes, props: dict[str, str]) -> int:
+    # IoT Hub counts properties toward the message size too.
+    return len(body) + sum(len(k) + len(str(v)) for k, v in props.items())
+
+
+def _item(result: Any, context: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(result, dict):
+        return {**result, **context} if context else result
+    return {"prediction": result, **context}
+
+
+class Encoder:
+    def __init__(self, model_name: str, model_version: int, output: str, error_output: str, error_input_max_bytes: int) -> None:
+        self._model = {"model": model_name, "modelVersion": model_version}
+        self.output = output
+        self.error_output = error_output
+        self._error_input_max = error_input_max_bytes
+
+    def prediction_body(self, shape: str, results: Sequence[Any], contexts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        if shape == READING:
+            return {**_item(results[0], contexts[0]), **self._model}
+        return {"predictions": [_item(r, c) for r, c in zip(results, contexts)], **self._model}
+
+    def prediction(self, msg: InMessage, shape: str, results: Sequence[Any], contexts: Sequence[dict[str, Any]]) -> OutMessage:
+        body = orjson.dumps(self.prediction_body(shape, results, contexts))
+        props = forwarded_properties(msg.custom_properties)
+        if _size(body, props) > MESSAGE_LIMIT_BYTES:
+            raise OutputTooLarge(
+                f"the prediction message would be {len(body)} bytes, over IoT Hub's {MESSAGE_LIMIT_BYTES}-byte limit; "
+                f"send fewer rows per message (this one had {len(results)})"
+            )
+        return OutMessage(self.output, body, msg.message_id, props, predictions=1)
+
+    def error(self, msg: InMessage, code: str, reason: str) -> OutMessage:
+        raw = msg.body if isinstance(msg.body, bytes) else str(msg.body).encode("utf-8", "replace")
+        copy = raw[: self._error_input_max].decode("utf-8", "replace")
+        record = {
+            "code": code,
+            "reason": reason,
+            "inputMessageId": msg.message_id,
+            "inputName": msg.input_name,
+            "input": copy,
+            "inputBytes": len(raw),
+            "inputTruncated": len(raw) > self._error_input_max,
+            **self._model,
+        }
+        return OutMessage(self.error_output, orjson.dumps(record), msg.message_id, forwarded_properties(msg.custom_properties))
+
+
+class Aggregator:
+    """Packs per-input predictions into few messages of at most `max_bytes` (body + properties).
+
+    Each input contributes one item carrying its message id; an item too large for the budget on
+    its own travels alone. Billing is per 4 KB block, so filling blocks is what saves money.
+    """
+
+    def __init__(self, encoder: Encoder, max_bytes: int) -> None:
+        self._encoder = encoder
+        self._max = max_bytes
+        head = orjson.dumps(encoder._model)[:-1] + b',"predictions":['
+        self._head, self._tail = head, b"]}"
+        self._items: list[bytes] = []
+        self._count = 0
+        self._size = len(head) + len(self._tail)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, msg: InMessage, shape: str, results: Sequence[Any], contexts: Sequence[dict[str, Any]]) -> list[OutMessage]:
+        """Add one input's predictions; return the aggregates that became full."""
+        body = self._encoder.prediction_body(shape, results, contexts)
+        del body["model"], body["modelVersion"]
+        item = orjson.dumps({"messageId": msg.message_id, **body})
+        if len(self._head) + len(item) + len(self._tail) > MESSAGE_LIMIT_BYTES:
+            raise OutputTooLarge(
+                f"this input's predictions take {len(item)} bytes, over IoT Hub's {MESSAGE_LIMIT_BYTES}-byte "
+                f"limit; send fewer rows per message (this one had {len(results)})"
+            )
+        full: list[OutMessage] = []
+        if self._items and self._size + 1 + len(item) > self._max:
+            full.append(self.flush())
+        self._items.append(item)
+        self._count += 1
+        self._size += len(item) + (1 if len(self._items) > 1 else 0)
+        if self._size >= self._max:
+            full.append(self.flush())
+        return full
+
+    def flush(self) -> OutMessage:
+        body = self._head + b",".join(self._items) + self._tail
+        out = OutMessage(self._encoder.output, body, None, {}, predictions=self._count)
+        self._items, self._count = [], 0
+        self._size = len(self._head) + len(self._tail)
+        return out
+
+    def drain(self) -> Iterable[OutMessage]:
+        if self._items:
+            yield self.flush()

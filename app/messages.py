@@ -1,0 +1,39 @@
+"""The messages that cross the module's edges, independent of the transport that carries them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+CONTENT_TYPE = "application/json"
+CONTENT_ENCODING = "utf-8"
+
+
+@dataclass(slots=True)
+class InMessage:
+    body: bytes
+    message_id: str | None = None
+    input_name: str = ""
+    custom_properties: dict[str, str] = field(default_factory=dict)
+    received_at: float = 0.0  # perf_counter() at intake, for end-to-end latency
+
+
+@dataclass(slots=True)
+class OutMessage:
+    output: str
+    body: bytes
+    correlation_id: str | None = None
+    custom_properties: dict[str, str] = field(default_factory=dict)
+    content_type: str = CONTENT_TYPE
+    content_encoding: str = CONTENT_ENCODING
+    predictions: int = 0  # how many inputs' predictions it carries (0 for an error record)
+
+
+class Sink(Protocol):
+    """Where output messages go: edgeHub, a terminal, a file, a test's list."""
+
+    async def send(self, msg: OutMessage) -> None:
+        """Accept one message; may return before it is delivered, but must apply backpressure."""
+
+    async def flush(self) -> None:
+        """Return once every accepted message has been delivered (or its failure counted)."""

@@ -1,0 +1,59 @@
+"""The default scoring script, in Azure ML's init()/run() form.
+
+init() loads model.pkl once from $AZUREML_MODEL_DIR (set by the module, as Azure ML sets it).
+run(input_data) takes a 2-D numpy array of feature rows and returns one result per row from one
+vectorized call: {"label": ..., "probability": ...} for classifiers with predict_proba,
+{"label": ...} for other classifiers, {"value": ...} for regressors.
+
+INPUT_FORMAT = "ndarray" tells the module to call run() with a numpy batch; a script without it
+is treated as an Azure ML script taking a JSON string {"data": [[...], ...]}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import joblib
+import numpy as np
+
+INPUT_FORMAT = "ndarray"
+
+model = None
+labels: np.ndarray | None = None
+
+
+def init() -> None:
+    global model, labels
+    model_dir = os.environ["AZUREML_MODEL_DIR"]
+    with open(os.path.join(model_dir, "model.json"), encoding="utf-8") as f:
+        manifest = json.load(f)
+    model = joblib.load(os.path.join(model_dir, manifest.get("file", "model.pkl")))
+    classes = getattr(model, "classes_", None)
+    names = manifest.get("labels")
+    if classes is not None:
+        # Manifest labels name the model's classes in order; without them the classes speak.
+        chosen = names if names and len(names) == len(classes) else list(classes)
+        labels = np.array([_plain(c) for c in chosen], dtype=object)
+
+
+def _plain(value):
+    """numpy scalars -> Python scalars, so results encode as JSON."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def run(input_data: np.ndarray) -> list[dict]:
+    if labels is not None and hasattr(model, "predict_proba"):
+        proba = model.predict_proba(input_data)
+        best = proba.argmax(axis=1)
+        # Four decimals: enough for a decision, and short on the wire (IoT Hub bills by size).
+        probability = np.round(proba[np.arange(len(best)), best], 4)
+        return [
+            {"label": label, "probability": p}
+            for label, p in zip(labels[best].tolist(), probability.tolist())
+        ]
+    predicted = model.predict(input_data)
+    if labels is not None:
+        index = np.searchsorted(np.asarray(model.classes_), predicted)
+        return [{"label": label} for label in labels[index].tolist()]
+    return [{"value": v} for v in np.asarray(predicted, dtype=float).tolist()]

@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
 
             with open_source(args.file) as source:
                 summary = asyncio.run(score_file(settings, source, sys.stdout.buffer))
-            print(f"scored {summary['lines']} lines: {summary['predictions']} predictions, {summary['errors']} errors", file=sys.stderr)
+            print(
+                f"scored {summary['lines']} lines: {summary['predictions']} predictions, {summary['errors']} errors",
+                file=sys.stderr,
+            )
             return 0
         if command == "train":
             from .train import train_default
@@ -108,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                 tags=_tags(args.tag),
                 labels=[x.strip() for x in args.labels.split(",") if x.strip()] or None,
             )
-            print(f"registered {manifest.name} v{manifest.version} ({manifest.sha256[:12]}) in {args.model_dir or settings.model_dir}")
+            where = args.model_dir or settings.model_dir
+            print(f"registered {manifest.name} v{manifest.version} ({manifest.sha256[:12]}) in {where}")
             return 0
     except (ModelDirError, ScriptLoadError, RegisterError, ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -79,7 +79,11 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "MODEL_DIR": ("model_dir", str, "Model directory (model.pkl + model.json). Default: $AZUREML_MODEL_DIR, else ./model"),
     "SCORE_SCRIPT": ("score_script", str, "Path to your own score.py. Default: the built-in app/score.py"),
     "FEATURES": ("features", _names, "Comma-separated dotted paths into a reading. Default: the manifest's features"),
-    "PASSTHROUGH_FIELDS": ("passthrough_fields", _names, "Top-level reading fields copied into predictions. Default: timeCreated"),
+    "PASSTHROUGH_FIELDS": (
+        "passthrough_fields",
+        _names,
+        "Top-level reading fields copied into predictions. Default: timeCreated",
+    ),
     "INPUT_NAMES": ("input_names", _names, "edgeHub inputs to score, comma-separated. Default: amlInput"),
     "OUTPUT_NAME": ("output_name", str, "Output for predictions. Default: amlOutput"),
     "ERROR_OUTPUT_NAME": ("error_output_name", str, "Output for error records. Default: errorOutput"),
@@ -88,12 +92,20 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "QUEUE_SIZE": ("queue_size", int, "Messages waiting for the model before intake pauses. Default: 2048"),
     "MAX_MESSAGE_BYTES": ("max_message_bytes", int, "Larger input bodies are rejected. Default: 262144"),
     "AGGREGATE": ("aggregate", _bool, "Pack many predictions into one output message. Default: false"),
-    "AGGREGATE_MAX_BYTES": ("aggregate_max_bytes", int, "Size budget of one aggregated message (body + properties). Default: 4096"),
+    "AGGREGATE_MAX_BYTES": (
+        "aggregate_max_bytes",
+        int,
+        "Size budget of one aggregated message (body + properties). Default: 4096",
+    ),
     "AGGREGATE_MAX_DELAY_MS": ("aggregate_max_delay_ms", float, "Longest a partly filled aggregate waits. Default: 1000"),
     "ERROR_INPUT_MAX_BYTES": ("error_input_max_bytes", int, "Bytes of the input copied into an error record. Default: 1024"),
     "MAX_SENDS_IN_FLIGHT": ("max_sends_in_flight", int, "Output messages being sent at once. Default: 32"),
     "SHUTDOWN_TIMEOUT_S": ("shutdown_timeout_s", float, "Time to finish work in hand on SIGTERM. Default: 8"),
-    "ALLOW_VERSION_MISMATCH": ("allow_version_mismatch", _bool, "Load a model trained with other library versions. Default: false"),
+    "ALLOW_VERSION_MISMATCH": (
+        "allow_version_mismatch",
+        _bool,
+        "Load a model trained with other library versions. Default: false",
+    ),
     "LOG_LEVEL": ("log_level", str, "DEBUG, INFO, WARNING or ERROR. Default: INFO"),
 }
 

@@ -40,8 +40,10 @@ class Decoded:
 
 
 def _kind(value: Any) -> str:
-    return "null" if value is None else {bool: "boolean", str: "a string", list: "an array", dict: "an object"}.get(
-        type(value), type(value).__name__
+    return (
+        "null"
+        if value is None
+        else {bool: "boolean", str: "a string", list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
     )
 
 
@@ -77,7 +79,9 @@ class FeatureReader:
         if isinstance(body, str):
             body = body.encode("utf-8")
         if len(body) > self._max_bytes:
-            raise MessageError("oversized", f"body is {len(body)} bytes, over the {self._max_bytes}-byte limit (MAX_MESSAGE_BYTES)")
+            raise MessageError(
+                "oversized", f"body is {len(body)} bytes, over the {self._max_bytes}-byte limit (MAX_MESSAGE_BYTES)"
+            )
         doc = _parse(body)
         if isinstance(doc, str):  # double-encoded: a JSON string holding the JSON document
             doc = _parse(doc.encode("utf-8"))
@@ -88,7 +92,9 @@ class FeatureReader:
             return Decoded([row], [context], READING)
         if isinstance(doc, list):
             return self._many(doc, "the array")
-        raise MessageError("bad_shape", f"body is {_kind(doc)}; expected a reading object, an array of readings or {{\"data\": [[...]]}}")
+        raise MessageError(
+            "bad_shape", f'body is {_kind(doc)}; expected a reading object, an array of readings or {{"data": [[...]]}}'
+        )
 
     def _many(self, items: Any, what: str) -> Decoded:
         if not isinstance(items, list):

@@ -17,6 +17,7 @@ from .config import MESSAGE_LIMIT_BYTES
 from .decoding import READING
 from .messages import InMessage, OutMessage
 
+
 class OutputTooLarge(ValueError):
     pass
 
@@ -49,7 +50,7 @@ class Encoder:
     def prediction_body(self, shape: str, results: Sequence[Any], contexts: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if shape == READING:
             return {**_item(results[0], contexts[0]), **self._model}
-        return {"predictions": [_item(r, c) for r, c in zip(results, contexts)], **self._model}
+        return {"predictions": [_item(r, c) for r, c in zip(results, contexts, strict=True)], **self._model}
 
     def prediction(self, msg: InMessage, shape: str, results: Sequence[Any], contexts: Sequence[dict[str, Any]]) -> OutMessage:
         body = orjson.dumps(self.prediction_body(shape, results, contexts))

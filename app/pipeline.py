@@ -60,12 +60,13 @@ class Pipeline:
         manifest = scorer.manifest
         features = settings.features or tuple(manifest.features)
         if len(features) != scorer.n_features:
-            raise ValueError(
-                f"FEATURES names {len(features)} features but model {manifest.name} takes {scorer.n_features}"
-            )
+            raise ValueError(f"FEATURES names {len(features)} features but model {manifest.name} takes {scorer.n_features}")
         self.reader = FeatureReader(features, settings.passthrough_fields, settings.max_message_bytes)
         self.encoder = Encoder(
-            manifest.name, manifest.version, settings.output_name, settings.error_output_name,
+            manifest.name,
+            manifest.version,
+            settings.output_name,
+            settings.error_output_name,
             settings.error_input_max_bytes,
         )
         self._aggregator = Aggregator(self.encoder, settings.aggregate_max_bytes) if settings.aggregate else None
@@ -87,7 +88,8 @@ class Pipeline:
             msg.received_at = time.perf_counter()
         if msg.input_name and msg.input_name not in self._inputs:
             await self._send_error(
-                msg, "unknown_input",
+                msg,
+                "unknown_input",
                 f"input '{msg.input_name}' is not scored; add it to INPUT_NAMES ({', '.join(self._inputs)}) or fix the route",
             )
             return

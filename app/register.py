@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,13 @@ def _check_model(model: Any, features: list[str], labels: list[Any] | None) -> l
         raise RegisterError(f"the file holds a {type(model).__name__}, which has no predict(); save the fitted estimator")
     width = getattr(model, "n_features_in_", None)
     if width is not None and width != len(features):
-        raise RegisterError(
-            f"the model takes {width} features but {len(features)} were declared ({', '.join(features)})"
-        )
+        raise RegisterError(f"the model takes {width} features but {len(features)} were declared ({', '.join(features)})")
     try:
         model.predict(np.zeros((1, len(features))))
     except Exception as exc:
-        raise RegisterError(f"a trial prediction on one row of {len(features)} features failed: {type(exc).__name__}: {exc}") from None
+        raise RegisterError(
+            f"a trial prediction on one row of {len(features)} features failed: {type(exc).__name__}: {exc}"
+        ) from None
     classes = getattr(model, "classes_", None)
     if labels and classes is not None and len(labels) != len(classes):
         raise RegisterError(f"{len(labels)} labels given for {len(classes)} classes ({list(classes)})")
@@ -92,7 +92,7 @@ def register(
             file=MODEL_FILE,
             sha256=sha256,
             libraries=library_versions(),
-            created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
         (staging / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
         # The pickle first: a crash between the two moves leaves a sha mismatch that loading reports.

@@ -48,10 +48,7 @@ def run(input_data: np.ndarray) -> list[dict]:
         best = proba.argmax(axis=1)
         # Four decimals: enough for a decision, and short on the wire (IoT Hub bills by size).
         probability = np.round(proba[np.arange(len(best)), best], 4)
-        return [
-            {"label": label, "probability": p}
-            for label, p in zip(labels[best].tolist(), probability.tolist())
-        ]
+        return [{"label": label, "probability": p} for label, p in zip(labels[best].tolist(), probability.tolist(), strict=True)]
     predicted = model.predict(input_data)
     if labels is not None:
         index = np.searchsorted(np.asarray(model.classes_), predicted)

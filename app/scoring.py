@@ -122,7 +122,10 @@ def load_scorer(model_dir: str | Path, script: str | Path = "", allow_version_mi
         ) from exc
     log.info(
         "model loaded: %s v%s (%s), script %s (%s input)",
-        manifest.name, manifest.version, manifest.sha256[:12], script_path.name,
+        manifest.name,
+        manifest.version,
+        manifest.sha256[:12],
+        script_path.name,
         "ndarray" if ndarray_input else "json",
     )
     return scorer

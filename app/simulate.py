@@ -67,12 +67,16 @@ class ConsoleSink:
             return f"{self._yellow}{out.correlation_id:>10}  error   {body['code']}: {body['reason']}{self._reset}"
         if "predictions" in body and out.correlation_id is None:
             labels = [item.get("label") for item in body["predictions"]]
-            return f"{self._dim}aggregate  {len(labels)} predictions, {len(out.body)} bytes, {labels.count('anomaly')} anomalies{self._reset}"
+            anomalies = labels.count("anomaly")
+            return f"{self._dim}aggregate  {len(labels)} predictions, {len(out.body)} bytes, {anomalies} anomalies{self._reset}"
         reading = self.readings.pop(str(out.correlation_id), None)
         shown = ""
         if reading:
             m, a = reading["machine"], reading["ambient"]
-            shown = f"machine {m['temperature']:6.2f} °C {m['pressure']:5.2f} bar  ambient {a['temperature']:5.2f} °C {a['humidity']} %  "
+            shown = (
+                f"machine {m['temperature']:6.2f} °C {m['pressure']:5.2f} bar  "
+                f"ambient {a['temperature']:5.2f} °C {a['humidity']} %  "
+            )
         label, p = body.get("label"), body.get("probability")
         verdict = f"{label} ({p:.2f})" if p is not None else str(label)
         if label == "anomaly":
@@ -122,9 +126,7 @@ async def simulate(
                 reading = sensor.reading()
                 sink.readings[message_id] = reading
                 body = orjson.dumps(reading)
-            await pipeline.submit(
-                InMessage(body, message_id, input_name, {"sequenceNumber": str(sent), "batchId": batch_id})
-            )
+            await pipeline.submit(InMessage(body, message_id, input_name, {"sequenceNumber": str(sent), "batchId": batch_id}))
             sent += 1
         await pipeline.close()
     finally:

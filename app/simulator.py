@@ -10,7 +10,7 @@ default model learned to see.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -63,7 +63,7 @@ class SensorSimulator:
         ambient = 21.0 + rng.uniform(-0.5, 0.5)
         if rng.random() < self._anomaly_rate:
             pressure += rng.choice((-1, 1)) * rng.uniform(2.0, 4.0)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return {
             "machine": {"temperature": round(temp, 6), "pressure": round(pressure, 6)},
             "ambient": {"temperature": round(ambient, 6), "humidity": rng.randint(24, 26)},

@@ -69,7 +69,10 @@ class EdgeSink:
                         self.failed += 1
                         log.error(
                             "output message lost after %d attempts: output=%s correlation_id=%s error=%r",
-                            attempt, out.output, out.correlation_id, exc,
+                            attempt,
+                            out.output,
+                            out.correlation_id,
+                            exc,
                         )
                         return
                     log.warning("send to %s failed (%r); retrying", out.output, exc)
@@ -159,8 +162,11 @@ async def run_module(settings: Settings) -> int:
     await asyncio.to_thread(setattr, client, "on_message_received", intake.on_message)
     log.info(
         "ready: inputs=%s output=%s errors=%s model=%s v%s",
-        ",".join(settings.input_names), settings.output_name, settings.error_output_name,
-        scorer.manifest.name, scorer.manifest.version,
+        ",".join(settings.input_names),
+        settings.output_name,
+        settings.error_output_name,
+        scorer.manifest.name,
+        scorer.manifest.version,
     )
     await stop.wait()
 
@@ -177,12 +183,17 @@ async def run_module(settings: Settings) -> int:
         code = 1
         log.error(
             "shutdown timed out after %.1fs with %d messages queued for the model",
-            settings.shutdown_timeout_s, pipeline.batcher.depth,
+            settings.shutdown_timeout_s,
+            pipeline.batcher.depth,
         )
     stats = pipeline.stats
     log.info(
         "stopped: messages=%d predictions=%d errors=%d sent=%d send_failures=%d",
-        stats.messages, stats.predictions, stats.errors, sink.sent, sink.failed,
+        stats.messages,
+        stats.predictions,
+        stats.errors,
+        sink.sent,
+        sink.failed,
     )
     try:
         await asyncio.wait_for(client.shutdown(), timeout=5)

@@ -1,0 +1,50 @@
+# The README's two commands are `make run` and `make test`; both set up .venv from scratch when needed.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+ARGS ?= --rate 20 --messages 400 --bad-every 50
+
+# numpy 1.24.2 (Debian bookworm's, pinned so the arm32v7 image can load the same model.pkl) has
+# wheels for CPython 3.11 only: find a 3.11 interpreter, or say what to do.
+PYTHON311 ?= $(shell for p in python3.11 python3 python; do \
+	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; \
+	then command -v $$p; break; fi; done)
+
+.PHONY: run test lint bench model clean venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/model.txt requirements/runtime.txt requirements/dev.txt
+	@if [ -z "$(PYTHON311)" ]; then \
+	  echo "error: Python 3.11 is needed (the pinned numpy 1.24.2 has wheels for CPython 3.11 only) and none was found."; \
+	  echo "  Debian/Ubuntu: sudo apt-get install python3.11 python3.11-venv"; \
+	  echo "  pyenv:         pyenv install 3.11 && pyenv shell 3.11"; \
+	  echo "  uv:            uv python install 3.11"; \
+	  echo "  or point at one: make PYTHON311=/path/to/python3.11 $(MAKECMDGOALS)"; \
+	  exit 1; fi
+	@if ! $(PYTHON311) -c 'import venv, ensurepip' 2>/dev/null; then \
+	  echo "error: $(PYTHON311) lacks venv/ensurepip; on Debian: sudo apt-get install python3.11-venv"; exit 1; fi
+	$(PYTHON311) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	@touch $@
+
+run: venv
+	$(PY) -m app simulate $(ARGS)
+
+test: venv
+	$(VENV)/bin/ruff check app tests bench
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check app tests bench
+	$(VENV)/bin/ruff format --check app tests bench
+
+bench: venv
+	$(PY) -m bench
+
+model: venv
+	$(PY) -m app train
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,70 @@
+"""Settings from the environment: defaults, parsing, and every invalid value named."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.config import SETTINGS, ConfigError, Settings, load_settings
+
+
+def test_defaults() -> None:
+    s = load_settings({})
+    assert s.model_dir.endswith("model")
+    assert s.input_names == ("amlInput",) and s.output_name == "amlOutput" and s.error_output_name == "errorOutput"
+    assert s.max_batch_size == 256 and s.max_wait_ms == 0 and not s.aggregate
+    assert s.aggregate_max_bytes == 4096 and s.max_message_bytes == 262144
+
+
+def test_values_are_parsed() -> None:
+    s = load_settings(
+        {
+            "MODEL_DIR": "/models/m",
+            "INPUT_NAMES": "a, b",
+            "FEATURES": "x.y,z",
+            "MAX_BATCH_SIZE": "64",
+            "MAX_WAIT_MS": "2.5",
+            "AGGREGATE": "yes",
+            "AGGREGATE_MAX_BYTES": "8192",
+            "LOG_LEVEL": "debug",
+        }
+    )
+    assert s.model_dir == "/models/m" and s.input_names == ("a", "b") and s.features == ("x.y", "z")
+    assert s.max_batch_size == 64 and s.max_wait_ms == 2.5 and s.aggregate and s.aggregate_max_bytes == 8192
+
+
+def test_every_problem_is_named_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            {
+                "MAX_BATCH_SIZE": "0",
+                "AGGREGATE_MAX_BYTES": "300000",
+                "OUTPUT_NAME": "x",
+                "ERROR_OUTPUT_NAME": "x",
+                "LOG_LEVEL": "loud",
+                "MAX_MESSAGE_BYTES": "0",
+            }
+        )
+    text = str(info.value)
+    for name in ("MAX_BATCH_SIZE", "AGGREGATE_MAX_BYTES", "ERROR_OUTPUT_NAME", "LOG_LEVEL", "MAX_MESSAGE_BYTES"):
+        assert name in text
+
+
+def test_unparseable_values_are_named() -> None:
+    with pytest.raises(ConfigError, match="MAX_WAIT_MS='soon'"):
+        load_settings({"MAX_WAIT_MS": "soon"})
+
+
+def test_replace_validates() -> None:
+    with pytest.raises(ConfigError, match="QUEUE_SIZE"):
+        Settings().replace(queue_size=0)
+
+
+def test_azureml_model_dir_is_the_default_model_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZUREML_MODEL_DIR", "/var/azureml-app/model")
+    assert load_settings({}).model_dir == "/var/azureml-app/model"
+    assert load_settings({"MODEL_DIR": "/x"}).model_dir == "/x"
+
+
+def test_every_setting_maps_to_a_field() -> None:
+    fields = set(Settings.__dataclass_fields__)
+    assert {field for field, _, _ in SETTINGS.values()} == fields

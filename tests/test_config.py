@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.config import SETTINGS, ConfigError, Settings, load_settings
+from app.config import REPO_ROOT, SETTINGS, ConfigError, Settings, load_settings
 
 
 def test_defaults() -> None:
@@ -68,3 +68,9 @@ def test_azureml_model_dir_is_the_default_model_dir(monkeypatch: pytest.MonkeyPa
 def test_every_setting_maps_to_a_field() -> None:
     fields = set(Settings.__dataclass_fields__)
     assert {field for field, _, _ in SETTINGS.values()} == fields
+
+
+def test_readme_lists_every_setting_with_its_help() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    for name, (_, _, help_text) in SETTINGS.items():
+        assert f"| `{name}` | {help_text} |" in readme

@@ -54,11 +54,7 @@ class Settings:
         """A copy with some settings changed, validated like one read from the environment."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
-        settings = Settings(**values)
-        problems = _validate(settings)
-        if problems:
-            raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
-        return settings
+        return _checked(Settings(**values))
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -147,6 +143,13 @@ def _validate(s: Settings) -> list[str]:
     return problems
 
 
+def _checked(settings: Settings) -> Settings:
+    problems = _validate(settings)
+    if problems:
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
+    return settings
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read settings from the environment; raise ConfigError naming every bad value."""
     environ = os.environ if environ is None else environ
@@ -162,8 +165,4 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             problems.append(f"{name}={raw!r}: {exc}")
     if problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
-    settings = Settings(**values)
-    problems = _validate(settings)
-    if problems:
-        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
-    return settings
+    return _checked(Settings(**values))

@@ -71,6 +71,7 @@ class Pipeline:
         )
         self._aggregator = Aggregator(self.encoder, settings.aggregate_max_bytes) if settings.aggregate else None
         self._aggregate_timer: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.batcher: MicroBatcher[Job] = MicroBatcher(
             self._score_batch, settings.max_batch_size, settings.max_wait_ms / 1000, settings.queue_size
         )
@@ -103,6 +104,8 @@ class Pipeline:
     async def close(self) -> None:
         """Score what is queued, send what is pending, flush aggregates."""
         await self.batcher.close()
+        if self._background:
+            await asyncio.gather(*self._background)
         await self._flush_aggregate()
         await self.sink.flush()
         self._executor.shutdown(wait=True)
@@ -140,7 +143,7 @@ class Pipeline:
                 outs = [self.encoder.prediction(msg, decoded.shape, results, decoded.contexts)]
             else:
                 outs = self._aggregator.add(msg, decoded.shape, results, decoded.contexts)
-                self._arm_aggregate_timer()
+                self._time_aggregate()
         except (OutputTooLarge, TypeError) as exc:  # TypeError: run() returned something not JSON-able
             await self._send_error(msg, "output_error", str(exc))
             return
@@ -162,13 +165,23 @@ class Pipeline:
         self.stats.output_messages += 1
         await self.sink.send(out)
 
-    def _arm_aggregate_timer(self) -> None:
-        if self._aggregate_timer is None and self._aggregator:
-            loop = asyncio.get_running_loop()
-            self._aggregate_timer = loop.call_later(
-                self.settings.aggregate_max_delay_ms / 1000,
-                lambda: loop.create_task(self._flush_aggregate()),
+    def _time_aggregate(self) -> None:
+        """A partly filled aggregate is sent at most AGGREGATE_MAX_DELAY_MS after it started."""
+        assert self._aggregator is not None
+        pending = len(self._aggregator)
+        if not pending and self._aggregate_timer is not None:
+            self._aggregate_timer.cancel()  # it was just sent full
+            self._aggregate_timer = None
+        elif pending and self._aggregate_timer is None:
+            self._aggregate_timer = asyncio.get_running_loop().call_later(
+                self.settings.aggregate_max_delay_ms / 1000, self._on_aggregate_due
             )
+
+    def _on_aggregate_due(self) -> None:
+        self._aggregate_timer = None
+        task = asyncio.get_running_loop().create_task(self._flush_aggregate())
+        self._background.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._background.discard)
 
     async def _flush_aggregate(self) -> None:
         if self._aggregate_timer is not None:

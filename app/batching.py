@@ -36,7 +36,8 @@ class MicroBatcher(Generic[T]):
         self.max_wait_s = max_wait_s
         self._queue: deque[tuple[T, int, float]] = deque()  # (item, rows, enqueued at)
         self._queued_rows = 0
-        self._room = asyncio.Semaphore(max_queued)
+        self._free = max_queued  # queue slots; a counter, as asyncio.Semaphore costs ~1 µs a put
+        self._putters: deque[asyncio.Future[None]] = deque()  # puts waiting for a slot, in order
         self._wakeup = asyncio.Event()
         self._closing = False
         self._idle = asyncio.Event()
@@ -55,17 +56,49 @@ class MicroBatcher(Generic[T]):
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
 
+    def try_put(self, item: T, rows: int) -> bool:
+        """Queue an item of `rows` rows if there is room now (the per-message fast path)."""
+        if self._free <= 0 or self._putters or self._closing:
+            return False
+        self._free -= 1
+        self._enqueue(item, rows)
+        return True
+
     async def put(self, item: T, rows: int) -> None:
         """Queue an item of `rows` rows; waits while the queue is full."""
         if self._closing:
             raise RuntimeError("batcher is closed")
-        if self._room.locked():
+        if self._free > 0 and not self._putters:
+            self._free -= 1
+        else:
             self.queue_full_waits += 1
-        await self._room.acquire()
+            await self._wait_for_slot()
+        self._enqueue(item, rows)
+
+    def _enqueue(self, item: T, rows: int) -> None:
         self._queue.append((item, rows, time.perf_counter()))
         self._queued_rows += rows
-        self._idle.clear()
+        if self._idle.is_set():
+            self._idle.clear()
         self._wakeup.set()
+
+    async def _wait_for_slot(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._putters.append(waiter)
+        try:
+            await waiter  # _release hands the slot over before waking us
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release(1)  # handed a slot but cancelled: give it back
+            else:
+                self._putters.remove(waiter)
+            raise
+
+    def _release(self, slots: int) -> None:
+        self._free += slots
+        while self._free > 0 and self._putters:
+            self._free -= 1
+            self._putters.popleft().set_result(None)
 
     async def close(self) -> None:
         """Process everything queued, then stop the worker."""
@@ -86,7 +119,7 @@ class MicroBatcher(Generic[T]):
             item, n, _ = queue.popleft()
             batch.append(item)
             rows += n
-            self._room.release()
+        self._release(len(batch))
         self._queued_rows -= rows
         self.batches += 1
         self.batch_rows += rows

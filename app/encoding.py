@@ -22,16 +22,11 @@ class OutputTooLarge(ValueError):
     pass
 
 
-def forwarded_properties(props: dict[str, str]) -> dict[str, str]:
-    """Custom properties to carry on: edgeHub's own `$.` keys (`$.cdid`, `$.cmid`) stay behind."""
-    if not props:
-        return {}
-    return {k: v for k, v in props.items() if not k.startswith("$.")}
-
-
 def _size(body: bytes, props: dict[str, str]) -> int:
     # IoT Hub counts properties toward the message size too.
-    return len(body) + sum(len(k) + len(str(v)) for k, v in props.items())
+    if not props:
+        return len(body)
+    return len(body) + sum(map(len, props)) + sum(len(str(v)) for v in props.values())
 
 
 def _item(result: Any, context: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +49,7 @@ class Encoder:
 
     def prediction(self, msg: InMessage, shape: str, results: Sequence[Any], contexts: Sequence[dict[str, Any]]) -> OutMessage:
         body = orjson.dumps(self.prediction_body(shape, results, contexts))
-        props = forwarded_properties(msg.custom_properties)
+        props = msg.custom_properties
         if _size(body, props) > MESSAGE_LIMIT_BYTES:
             raise OutputTooLarge(
                 f"the prediction message would be {len(body)} bytes, over IoT Hub's {MESSAGE_LIMIT_BYTES}-byte limit; "
@@ -75,7 +70,7 @@ class Encoder:
             "inputTruncated": len(raw) > self._error_input_max,
             **self._model,
         }
-        return OutMessage(self.error_output, orjson.dumps(record), msg.message_id, forwarded_properties(msg.custom_properties))
+        return OutMessage(self.error_output, orjson.dumps(record), msg.message_id, msg.custom_properties)
 
 
 class Aggregator:

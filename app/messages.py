@@ -14,7 +14,7 @@ class InMessage:
     body: bytes
     message_id: str | None = None
     input_name: str = ""
-    custom_properties: dict[str, str] = field(default_factory=dict)
+    custom_properties: dict[str, str] = field(default_factory=dict)  # carried on to outputs as they are
     received_at: float = 0.0  # perf_counter() at intake, for end-to-end latency
 
 

@@ -72,6 +72,7 @@ class Pipeline:
         self._aggregator = Aggregator(self.encoder, settings.aggregate_max_bytes) if settings.aggregate else None
         self._aggregate_timer: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._delivery: asyncio.Task[None] | None = None  # the last batch's outputs, being sent
         self.batcher: MicroBatcher[Job] = MicroBatcher(
             self._score_batch, settings.max_batch_size, settings.max_wait_ms / 1000, settings.queue_size
         )
@@ -99,11 +100,14 @@ class Pipeline:
         except MessageError as exc:
             await self._send_error(msg, exc.code, exc.reason)
             return
-        await self.batcher.put(Job(msg, decoded), len(decoded.rows))
+        job = Job(msg, decoded)
+        if not self.batcher.try_put(job, len(decoded.rows)):
+            await self.batcher.put(job, len(decoded.rows))
 
     async def close(self) -> None:
         """Score what is queued, send what is pending, flush aggregates."""
         await self.batcher.close()
+        await self._delivered()
         if self._background:
             await asyncio.gather(*self._background)
         await self._flush_aggregate()
@@ -113,6 +117,7 @@ class Pipeline:
     async def wait_idle(self) -> None:
         """Return once everything submitted so far has its outcome sent to the sink."""
         await self.batcher.wait_idle()
+        await self._delivered()
         await self._flush_aggregate()
         await self.sink.flush()
 
@@ -122,6 +127,7 @@ class Pipeline:
         try:
             results = await loop.run_in_executor(self._executor, self.scorer.score, rows)
         except Exception as exc:
+            await self._delivered()
             if len(jobs) > 1:
                 # Only the message that breaks run() should get an error: retry them one by one.
                 log.warning("batch of %d messages failed (%s); retrying one by one", len(jobs), exc)
@@ -130,13 +136,28 @@ class Pipeline:
                 return
             await self._send_error(jobs[0].msg, "scoring_failed", f"the model's run() failed on this message: {exc}")
             return
+        await self._delivered()
+        # Deliver in a task and return at once: the model thread starts on the next batch while
+        # this one's outputs are encoded and sent. One batch at most waits for delivery.
+        self._delivery = loop.create_task(self._deliver(jobs, results))
+
+    async def _delivered(self) -> None:
+        """Wait until the previous batch's outputs are with the sink (keeps outputs in order)."""
+        if self._delivery is not None:
+            await self._delivery
+            self._delivery = None
+
+    async def _deliver(self, jobs: list[Job], results: list[Any]) -> None:
+        send = self.sink.send
         start = 0
         for job in jobs:
             n = len(job.decoded.rows)
-            await self._send_prediction(job, results[start : start + n])
+            for out in self._encode(job, results[start : start + n]):
+                await send(out)
             start += n
 
-    async def _send_prediction(self, job: Job, results: list[Any]) -> None:
+    def _encode(self, job: Job, results: list[Any]) -> list[OutMessage]:
+        """One job's outputs: its prediction message, the aggregates it filled, or an error record."""
         msg, decoded = job.msg, job.decoded
         try:
             if self._aggregator is None:
@@ -145,25 +166,25 @@ class Pipeline:
                 outs = self._aggregator.add(msg, decoded.shape, results, decoded.contexts)
                 self._time_aggregate()
         except (OutputTooLarge, TypeError) as exc:  # TypeError: run() returned something not JSON-able
-            await self._send_error(msg, "output_error", str(exc))
-            return
+            return [self._error(msg, "output_error", str(exc))]
         stats = self.stats
         stats.predictions += 1
         stats.rows += len(results)
+        stats.output_messages += len(outs)
         if len(stats.latencies_ms) < LATENCY_SAMPLE_CAP:
             stats.latencies_ms.append((time.perf_counter() - msg.received_at) * 1000)
-        for out in outs:
-            await self._send(out)
+        return outs
+
+    def _error(self, msg: InMessage, code: str, reason: str) -> OutMessage:
+        stats = self.stats
+        stats.errors += 1
+        stats.output_messages += 1
+        stats.errors_by_code[code] = stats.errors_by_code.get(code, 0) + 1
+        log.debug("message %s rejected: %s", msg.message_id, reason)
+        return self.encoder.error(msg, code, reason)
 
     async def _send_error(self, msg: InMessage, code: str, reason: str) -> None:
-        self.stats.errors += 1
-        self.stats.errors_by_code[code] = self.stats.errors_by_code.get(code, 0) + 1
-        log.debug("message %s rejected: %s", msg.message_id, reason)
-        await self._send(self.encoder.error(msg, code, reason))
-
-    async def _send(self, out: OutMessage) -> None:
-        self.stats.output_messages += 1
-        await self.sink.send(out)
+        await self.sink.send(self._error(msg, code, reason))
 
     def _time_aggregate(self) -> None:
         """A partly filled aggregate is sent at most AGGREGATE_MAX_DELAY_MS after it started."""
@@ -189,4 +210,5 @@ class Pipeline:
             self._aggregate_timer = None
         if self._aggregator is not None:
             for out in self._aggregator.drain():
-                await self._send(out)
+                self.stats.output_messages += 1
+                await self.sink.send(out)

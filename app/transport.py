@@ -6,6 +6,12 @@ moves it into the pipeline, waiting while the model's queue is full. The SDK ack
 messages on arrival and cannot pause delivery, so while we wait, messages gather in the inbox
 (in order, counted) rather than being refused.
 
+Stopping: the SDK acknowledges a message before it reaches us, so every message it received must
+still be handed over and scored. Its handler setter (None) stops handing over *before* it
+unsubscribes, dropping whatever arrives in between (seen: over a thousand of 1,500 queued inputs).
+So we unsubscribe with our handler still set, score what arrives, and disconnect, which hands over
+the rest; if that was anything, we reconnect to send its outcomes and go round again.
+
 Outputs: each message is sent as its own task, at most MAX_SENDS_IN_FLIGHT at once; a send that
 fails is retried, and a message that still cannot be sent is logged and counted.
 """
@@ -22,6 +28,7 @@ from collections import deque
 from azure.iot.device import Message
 from azure.iot.device.aio import IoTHubModuleClient
 from azure.iot.device.iothub.aio import loop_management
+from azure.iot.device.iothub.pipeline import constant as pipeline_constant
 
 from .config import Settings
 from .messages import InMessage, OutMessage
@@ -93,7 +100,10 @@ class Intake:
         self._loop = loop
         self._inbox: deque[InMessage] = deque()
         self._arrived = asyncio.Event()
+        self._drained = asyncio.Event()  # set while everything handed over is in the pipeline
+        self._drained.set()
         self._closing = False
+        self.accepted = 0
         self.backlog_peak = 0
         self._task = loop.create_task(self._feed(), name="intake")
 
@@ -103,13 +113,16 @@ class Intake:
             body=message.data if isinstance(message.data, bytes) else str(message.data).encode("utf-8"),
             message_id=message.message_id,
             input_name=message.input_name or "",
-            custom_properties=dict(message.custom_properties or {}),
+            # edgeHub's own `$.` keys (`$.cdid`, `$.cmid`) describe this hop; they are not carried on.
+            custom_properties={k: v for k, v in (message.custom_properties or {}).items() if not k.startswith("$.")},
             received_at=time.perf_counter(),
         )
         self._loop.call_soon_threadsafe(self._accept, msg)
 
     def _accept(self, msg: InMessage) -> None:
         self._inbox.append(msg)
+        self.accepted += 1
+        self._drained.clear()
         self.backlog_peak = max(self.backlog_peak, len(self._inbox))
         self._arrived.set()
 
@@ -117,10 +130,20 @@ class Intake:
         while True:
             while self._inbox:
                 await self._pipeline.submit(self._inbox.popleft())
+            self._drained.set()
             if self._closing:
                 return
             self._arrived.clear()
             await self._arrived.wait()
+
+    async def settle(self) -> None:
+        """Return once every message handed over so far has had its outcome sent."""
+        while True:
+            accepted = self.accepted
+            await self._drained.wait()
+            await self._pipeline.wait_idle()
+            if self.accepted == accepted:
+                return
 
     async def close(self) -> None:
         """Feed everything already handed over, then stop."""
@@ -137,6 +160,23 @@ async def _run_on_handler_loop_barrier() -> None:
 
     future = asyncio.run_coroutine_threadsafe(nothing(), loop_management.get_client_handler_loop())
     await asyncio.wrap_future(future)
+
+
+async def _stop_receiving(client: IoTHubModuleClient, intake: Intake) -> None:
+    """Stop input delivery, scoring (and sending the outcome of) every message the SDK acknowledged."""
+    # Private, but the SDK has no public unsubscribe that keeps the handler (see the module doc).
+    await client._disable_feature(pipeline_constant.INPUT_MSG)
+    while True:
+        # A broker may still deliver what it had queued for us before the unsubscribe: score it.
+        await _run_on_handler_loop_barrier()
+        await intake.settle()
+        handed_over = intake.accepted
+        # Disconnecting hands over everything the SDK still holds; nothing can arrive after it.
+        await client.disconnect()
+        await _run_on_handler_loop_barrier()
+        if intake.accepted == handed_over:
+            return
+        await client.connect()  # to send the outcomes of those; the SDK resumes handing over
 
 
 async def run_module(settings: Settings) -> int:
@@ -174,9 +214,7 @@ async def run_module(settings: Settings) -> int:
     code = 0
     try:
         async with asyncio.timeout(settings.shutdown_timeout_s):
-            # Stop receiving; the SDK hands over what it already holds before the setter returns.
-            await asyncio.to_thread(setattr, client, "on_message_received", None)
-            await _run_on_handler_loop_barrier()
+            await _stop_receiving(client, intake)
             await intake.close()
             await pipeline.close()
     except TimeoutError:

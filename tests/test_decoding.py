@@ -101,6 +101,7 @@ def _reject(reader: FeatureReader, raw: bytes) -> MessageError:
         ),
         (b'{"data": [[1, 2, 3, Infinity]]}', "not_finite", "value 3 ('ambient.humidity') is inf"),
         (b'{"data": [[1, 2, 3, 1e400]]}', "not_finite", "is inf"),
+        (b'{"data": [[1, 2, 3, ' + b"9" * 400 + b"]]}", "not_finite", "too large for a float"),
         (b'{"data": [[1, 2, 3]]}', "wrong_width", "row has 3 values, the model takes 4"),
         (b'{"data": [[1, 2, 3, 4, 5]]}', "wrong_width", "has 5 values"),
         (b"[[1,2,3,4],[1,2,3]]", "wrong_width", "item 1: row has 3 values"),

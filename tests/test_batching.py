@@ -41,6 +41,16 @@ async def _batcher(proc: GatedProcessor, **kw: float) -> MicroBatcher[int]:
     return b
 
 
+async def _busy(**kw: float) -> tuple[GatedProcessor, MicroBatcher[int]]:
+    """A batcher whose model is busy with item 0 (the gate is shut)."""
+    proc = GatedProcessor()
+    b = await _batcher(proc, **kw)
+    proc.gate.clear()
+    await b.put(0, 1)
+    await proc.wait_batches(1)
+    return proc, b
+
+
 async def test_lone_item_is_processed_at_once_in_a_batch_of_its_own() -> None:
     proc = GatedProcessor()
     b = await _batcher(proc, max_rows=256)
@@ -51,11 +61,7 @@ async def test_lone_item_is_processed_at_once_in_a_batch_of_its_own() -> None:
 
 
 async def test_items_that_queue_while_the_model_is_busy_form_the_next_batch_in_order() -> None:
-    proc = GatedProcessor()
-    b = await _batcher(proc, max_rows=256)
-    proc.gate.clear()
-    await b.put(0, 1)
-    await proc.wait_batches(1)  # item 0 is in the model
+    proc, b = await _busy(max_rows=256)
     for i in range(1, 10):
         await b.put(i, 1)
     assert b.depth == 9
@@ -66,11 +72,7 @@ async def test_items_that_queue_while_the_model_is_busy_form_the_next_batch_in_o
 
 
 async def test_batches_are_capped_at_max_rows_and_keep_order() -> None:
-    proc = GatedProcessor()
-    b = await _batcher(proc, max_rows=4)
-    proc.gate.clear()
-    await b.put(0, 1)
-    await proc.wait_batches(1)
+    proc, b = await _busy(max_rows=4)
     for i in range(1, 10):
         await b.put(i, 1)
     proc.gate.set()
@@ -81,11 +83,7 @@ async def test_batches_are_capped_at_max_rows_and_keep_order() -> None:
 
 
 async def test_rows_not_messages_count_toward_the_cap_and_a_big_message_goes_alone() -> None:
-    proc = GatedProcessor()
-    b = await _batcher(proc, max_rows=4)
-    proc.gate.clear()
-    await b.put(0, 1)
-    await proc.wait_batches(1)
+    proc, b = await _busy(max_rows=4)
     await b.put(1, 3)
     await b.put(2, 2)
     await b.put(3, 9)  # larger than a batch: never split, goes alone
@@ -96,11 +94,7 @@ async def test_rows_not_messages_count_toward_the_cap_and_a_big_message_goes_alo
 
 
 async def test_full_queue_makes_put_wait_until_the_model_takes_a_batch() -> None:
-    proc = GatedProcessor()
-    b = await _batcher(proc, max_rows=256, max_queued=3)
-    proc.gate.clear()
-    await b.put(0, 1)
-    await proc.wait_batches(1)
+    proc, b = await _busy(max_rows=256, max_queued=3)
     for i in (1, 2, 3):
         await b.put(i, 1)
     blocked = asyncio.create_task(b.put(4, 1))
@@ -163,3 +157,19 @@ async def test_a_failing_processor_does_not_stop_the_worker() -> None:
     await b.put(1, 1)
     await b.close()
     assert seen == [[0], [1]]
+
+
+async def test_a_cancelled_waiting_put_gives_its_slot_back() -> None:
+    proc, b = await _busy(max_rows=256, max_queued=1)
+    await b.put(1, 1)  # the queue's one slot
+    waiting = asyncio.create_task(b.put(2, 1))
+    queued_after = asyncio.create_task(b.put(3, 1))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    waiting.cancel()
+    proc.gate.set()
+    await asyncio.wait_for(queued_after, BOUND)
+    await b.close()
+    assert waiting.cancelled()
+    assert [i for batch in proc.batches for i in batch] == [0, 1, 3]
+    assert b.try_put(4, 1) is False  # closed

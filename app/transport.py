@@ -214,7 +214,10 @@ async def run_module(settings: Settings) -> int:
     code = 0
     try:
         async with asyncio.timeout(settings.shutdown_timeout_s):
-            await _stop_receiving(client, intake)
+            try:
+                await _stop_receiving(client, intake)
+            except Exception as exc:  # e.g. edgeHub unreachable: still finish what was handed over
+                log.warning("could not stop input delivery cleanly (%r); finishing the messages in hand", exc)
             await intake.close()
             await pipeline.close()
     except TimeoutError:

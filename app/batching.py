@@ -76,7 +76,7 @@ class MicroBatcher(Generic[T]):
         self._enqueue(item, rows)
 
     def _enqueue(self, item: T, rows: int) -> None:
-        self._queue.append((item, rows, time.perf_counter()))
+        self._queue.append((item, rows, time.perf_counter() if self.max_wait_s else 0.0))
         self._queued_rows += rows
         if self._idle.is_set():
             self._idle.clear()

@@ -15,7 +15,7 @@ import orjson
 
 from .config import MESSAGE_LIMIT_BYTES
 from .decoding import READING
-from .messages import InMessage, OutMessage
+from .messages import CONTENT_ENCODING, CONTENT_TYPE, InMessage, OutMessage
 
 
 class OutputTooLarge(ValueError):
@@ -42,20 +42,26 @@ class Encoder:
         self.error_output = error_output
         self._error_input_max = error_input_max_bytes
 
-    def prediction_body(self, shape: str, results: Sequence[Any], contexts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def content(self, shape: str, results: Sequence[Any], contexts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """What one input's predictions say, without the model fields (aggregates share these)."""
         if shape == READING:
-            return {**_item(results[0], contexts[0]), **self._model}
-        return {"predictions": [_item(r, c) for r, c in zip(results, contexts, strict=True)], **self._model}
+            return _item(results[0], contexts[0])
+        return {"predictions": [_item(r, c) for r, c in zip(results, contexts, strict=True)]}
 
     def prediction(self, msg: InMessage, shape: str, results: Sequence[Any], contexts: Sequence[dict[str, Any]]) -> OutMessage:
-        body = orjson.dumps(self.prediction_body(shape, results, contexts))
+        result = results[0]
+        if shape == READING and type(result) is dict:
+            doc = {**result, **contexts[0], **self._model}  # the common case in one step: it is per message
+        else:
+            doc = {**self.content(shape, results, contexts), **self._model}
+        body = orjson.dumps(doc)
         props = msg.custom_properties
         if _size(body, props) > MESSAGE_LIMIT_BYTES:
             raise OutputTooLarge(
                 f"the prediction message would be {len(body)} bytes, over IoT Hub's {MESSAGE_LIMIT_BYTES}-byte limit; "
                 f"send fewer rows per message (this one had {len(results)})"
             )
-        return OutMessage(self.output, body, msg.message_id, props, predictions=1)
+        return OutMessage(self.output, body, msg.message_id, props, CONTENT_TYPE, CONTENT_ENCODING, 1)
 
     def error(self, msg: InMessage, code: str, reason: str) -> OutMessage:
         raw = msg.body if isinstance(msg.body, bytes) else str(msg.body).encode("utf-8", "replace")
@@ -94,9 +100,7 @@ class Aggregator:
 
     def add(self, msg: InMessage, shape: str, results: Sequence[Any], contexts: Sequence[dict[str, Any]]) -> list[OutMessage]:
         """Add one input's predictions; return the aggregates that became full."""
-        body = self._encoder.prediction_body(shape, results, contexts)
-        del body["model"], body["modelVersion"]
-        item = orjson.dumps({"messageId": msg.message_id, **body})
+        item = orjson.dumps({"messageId": msg.message_id, **self._encoder.content(shape, results, contexts)})
         if len(self._head) + len(item) + len(self._tail) > MESSAGE_LIMIT_BYTES:
             raise OutputTooLarge(
                 f"this input's predictions take {len(item)} bytes, over IoT Hub's {MESSAGE_LIMIT_BYTES}-byte "

@@ -9,6 +9,7 @@ gets an error, and close() scores and sends everything in hand.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,20 @@ class Job:
 LATENCY_SAMPLE_CAP = 200_000
 
 
+# Per-message objects are acyclic and freed by reference counting, but queued messages live long
+# enough to be promoted, and promotions trigger full collections that walk every object of numpy,
+# scikit-learn and the model. Measured with the bench (default model, saturating load): 15-19 µs per
+# message untuned, 12 µs with the long-lived heap frozen and fewer young collections.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def _tune_garbage_collector() -> None:
+    gc.collect()
+    gc.freeze()  # what exists now (libraries, model, settings) lives as long as the process
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 class Pipeline:
     def __init__(self, settings: Settings, scorer: Scorer, sink: Sink) -> None:
         self.settings = settings
@@ -81,6 +96,7 @@ class Pipeline:
         self._inputs = frozenset(settings.input_names)
 
     async def start(self) -> None:
+        _tune_garbage_collector()
         self.batcher.start()
 
     async def submit(self, msg: InMessage) -> None:

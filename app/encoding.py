@@ -38,6 +38,8 @@ def _item(result: Any, context: dict[str, Any]) -> dict[str, Any]:
 class Encoder:
     def __init__(self, model_name: str, model_version: int, output: str, error_output: str, error_input_max_bytes: int) -> None:
         self._model = {"model": model_name, "modelVersion": model_version}
+        # The start of an aggregate's body: the model fields, then the items.
+        self.aggregate_head = orjson.dumps(self._model)[:-1] + b',"predictions":['
         self.output = output
         self.error_output = error_output
         self._error_input_max = error_input_max_bytes
@@ -63,6 +65,16 @@ class Encoder:
             )
         return OutMessage(self.output, body, msg.message_id, props, CONTENT_TYPE, CONTENT_ENCODING, 1)
 
+    def item(self, msg: InMessage, shape: str, results: Sequence[Any], contexts: Sequence[dict[str, Any]]) -> bytes:
+        """One input's predictions as an aggregate item, with its message id."""
+        item = orjson.dumps({"messageId": msg.message_id, **self.content(shape, results, contexts)})
+        if len(self.aggregate_head) + len(item) + 2 > MESSAGE_LIMIT_BYTES:
+            raise OutputTooLarge(
+                f"this input's predictions take {len(item)} bytes, over IoT Hub's {MESSAGE_LIMIT_BYTES}-byte "
+                f"limit; send fewer rows per message (this one had {len(results)})"
+            )
+        return item
+
     def error(self, msg: InMessage, code: str, reason: str) -> OutMessage:
         raw = msg.body if isinstance(msg.body, bytes) else str(msg.body).encode("utf-8", "replace")
         copy = raw[: self._error_input_max].decode("utf-8", "replace")
@@ -80,46 +92,37 @@ class Encoder:
 
 
 class Aggregator:
-    """Packs per-input predictions into few messages of at most `max_bytes` (body + properties).
+    """Packs encoded per-input items into few messages of at most `max_bytes` (body + properties).
 
-    Each input contributes one item carrying its message id; an item too large for the budget on
-    its own travels alone. Billing is per 4 KB block, so filling blocks is what saves money.
+    Each item carries its input's message id; an item too large for the budget on its own travels
+    alone. Billing is per 4 KB block, so filling blocks is what saves money.
     """
 
     def __init__(self, encoder: Encoder, max_bytes: int) -> None:
-        self._encoder = encoder
+        self._output = encoder.output
         self._max = max_bytes
-        head = orjson.dumps(encoder._model)[:-1] + b',"predictions":['
-        self._head, self._tail = head, b"]}"
+        self._head, self._tail = encoder.aggregate_head, b"]}"
         self._items: list[bytes] = []
-        self._count = 0
-        self._size = len(head) + len(self._tail)
+        self._size = len(self._head) + len(self._tail)
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._items)
 
-    def add(self, msg: InMessage, shape: str, results: Sequence[Any], contexts: Sequence[dict[str, Any]]) -> list[OutMessage]:
-        """Add one input's predictions; return the aggregates that became full."""
-        item = orjson.dumps({"messageId": msg.message_id, **self._encoder.content(shape, results, contexts)})
-        if len(self._head) + len(item) + len(self._tail) > MESSAGE_LIMIT_BYTES:
-            raise OutputTooLarge(
-                f"this input's predictions take {len(item)} bytes, over IoT Hub's {MESSAGE_LIMIT_BYTES}-byte "
-                f"limit; send fewer rows per message (this one had {len(results)})"
-            )
+    def add(self, item: bytes) -> list[OutMessage]:
+        """Add one input's item; return the aggregates that became full."""
         full: list[OutMessage] = []
         if self._items and self._size + 1 + len(item) > self._max:
             full.append(self.flush())
+        self._size += len(item) + (1 if self._items else 0)
         self._items.append(item)
-        self._count += 1
-        self._size += len(item) + (1 if len(self._items) > 1 else 0)
         if self._size >= self._max:
             full.append(self.flush())
         return full
 
     def flush(self) -> OutMessage:
         body = self._head + b",".join(self._items) + self._tail
-        out = OutMessage(self._encoder.output, body, None, {}, predictions=self._count)
-        self._items, self._count = [], 0
+        out = OutMessage(self._output, body, None, {}, predictions=len(self._items))
+        self._items = []
         self._size = len(self._head) + len(self._tail)
         return out
 

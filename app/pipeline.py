@@ -1,9 +1,9 @@
-"""The data path shared by every front end (edgeHub, simulator, file scoring):
-decode -> micro-batch -> run() off the event loop -> encode -> sink.
+"""The data path shared by every front end (edgeHub, simulator, file scoring): messages are queued
+on the event loop, processed a batch at a time on the model thread (decode -> run() -> encode, see
+processing.py), and their outputs sent to the sink from the loop.
 
-Every submitted message ends as exactly one prediction or one error record: decoding failures
-become error records at once, a failing batch is retried message by message so only the culprit
-gets an error, and close() scores and sends everything in hand.
+Every submitted message ends as exactly one prediction or one error record, and close() processes
+and sends everything in hand.
 """
 
 from __future__ import annotations
@@ -14,43 +14,18 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from .batching import MicroBatcher
 from .config import Settings
-from .decoding import Decoded, FeatureReader, MessageError
-from .encoding import Aggregator, Encoder, OutputTooLarge
-from .messages import InMessage, OutMessage, Sink
+from .decoding import FeatureReader
+from .encoding import Aggregator, Encoder
+from .messages import InMessage, Sink
+from .processing import BatchProcessor, Outcome
 from .scoring import Scorer
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Stats:
-    messages: int = 0
-    predictions: int = 0
-    errors: int = 0
-    rows: int = 0
-    output_messages: int = 0
-    errors_by_code: dict[str, int] = field(default_factory=dict)
-    latencies_ms: list[float] = field(default_factory=list)  # end to end, capped sample
-
-    def latency_ms(self, quantile: float) -> float | None:
-        if not self.latencies_ms:
-            return None
-        ordered = sorted(self.latencies_ms)
-        return round(ordered[min(len(ordered) - 1, int(quantile * len(ordered)))], 3)
-
-
-@dataclass(slots=True)
-class Job:
-    msg: InMessage
-    decoded: Decoded
-
-
 LATENCY_SAMPLE_CAP = 200_000
-
 
 # Per-message objects are acyclic and freed by reference counting, but queued messages live long
 # enough to be promoted, and promotions trigger full collections that walk every object of numpy,
@@ -66,6 +41,23 @@ def _tune_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
+@dataclass
+class Stats:
+    messages: int = 0
+    predictions: int = 0
+    errors: int = 0
+    rows: int = 0
+    output_messages: int = 0
+    errors_by_code: dict[str, int] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)  # intake to output, a capped sample
+
+    def latency_ms(self, quantile: float) -> float | None:
+        if not self.latencies_ms:
+            return None
+        ordered = sorted(self.latencies_ms)
+        return round(ordered[min(len(ordered) - 1, int(quantile * len(ordered)))], 3)
+
+
 class Pipeline:
     def __init__(self, settings: Settings, scorer: Scorer, sink: Sink) -> None:
         self.settings = settings
@@ -76,7 +68,6 @@ class Pipeline:
         features = settings.features or tuple(manifest.features)
         if len(features) != scorer.n_features:
             raise ValueError(f"FEATURES names {len(features)} features but model {manifest.name} takes {scorer.n_features}")
-        self.reader = FeatureReader(features, settings.passthrough_fields, settings.max_message_bytes)
         self.encoder = Encoder(
             manifest.name,
             manifest.version,
@@ -84,16 +75,25 @@ class Pipeline:
             settings.error_output_name,
             settings.error_input_max_bytes,
         )
+        self.processor = BatchProcessor(
+            FeatureReader(features, settings.passthrough_fields, settings.max_message_bytes),
+            scorer,
+            self.encoder,
+            settings.max_batch_size,
+            settings.input_names,
+            aggregate=settings.aggregate,
+        )
         self._aggregator = Aggregator(self.encoder, settings.aggregate_max_bytes) if settings.aggregate else None
         self._aggregate_timer: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._delivery: asyncio.Task[None] | None = None  # the last batch's outputs, being sent
-        self.batcher: MicroBatcher[Job] = MicroBatcher(
-            self._score_batch, settings.max_batch_size, settings.max_wait_ms / 1000, settings.queue_size
+        # Messages count one each toward a batch; their rows are known once decoded, on the model
+        # thread, which then keeps every run() call within MAX_BATCH_SIZE rows.
+        self.batcher: MicroBatcher[InMessage] = MicroBatcher(
+            self._process, settings.max_batch_size, settings.max_wait_ms / 1000, settings.queue_size
         )
         # One model thread: scripts need not be thread-safe, and one batch at a time is the design.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-        self._inputs = frozenset(settings.input_names)
 
     async def start(self) -> None:
         _tune_garbage_collector()
@@ -104,24 +104,11 @@ class Pipeline:
         self.stats.messages += 1
         if not msg.received_at:
             msg.received_at = time.perf_counter()
-        if msg.input_name and msg.input_name not in self._inputs:
-            await self._send_error(
-                msg,
-                "unknown_input",
-                f"input '{msg.input_name}' is not scored; add it to INPUT_NAMES ({', '.join(self._inputs)}) or fix the route",
-            )
-            return
-        try:
-            decoded = self.reader.decode(msg.body)
-        except MessageError as exc:
-            await self._send_error(msg, exc.code, exc.reason)
-            return
-        job = Job(msg, decoded)
-        if not self.batcher.try_put(job, len(decoded.rows)):
-            await self.batcher.put(job, len(decoded.rows))
+        if not self.batcher.try_put(msg, 1):
+            await self.batcher.put(msg, 1)
 
     async def close(self) -> None:
-        """Score what is queued, send what is pending, flush aggregates."""
+        """Process what is queued, send what is pending, flush aggregates."""
         await self.batcher.close()
         await self._delivered()
         if self._background:
@@ -137,25 +124,16 @@ class Pipeline:
         await self._flush_aggregate()
         await self.sink.flush()
 
-    async def _score_batch(self, jobs: list[Job]) -> None:
-        rows = [row for job in jobs for row in job.decoded.rows]
+    async def _process(self, batch: list[InMessage]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._executor, self.scorer.score, rows)
-        except Exception as exc:
-            await self._delivered()
-            if len(jobs) > 1:
-                # Only the message that breaks run() should get an error: retry them one by one.
-                log.warning("batch of %d messages failed (%s); retrying one by one", len(jobs), exc)
-                for job in jobs:
-                    await self._score_batch([job])
-                return
-            await self._send_error(jobs[0].msg, "scoring_failed", f"the model's run() failed on this message: {exc}")
-            return
+            outcomes = await loop.run_in_executor(self._executor, self.processor, batch)
+        except Exception as exc:  # a bug of ours, not of a message: still one outcome each
+            log.exception("processing a batch failed")
+            outcomes = [self.processor.error(msg, "internal_error", f"the module failed: {exc!r}") for msg in batch]
         await self._delivered()
-        # Deliver in a task and return at once: the model thread starts on the next batch while
-        # this one's outputs are encoded and sent. One batch at most waits for delivery.
-        self._delivery = loop.create_task(self._deliver(jobs, results))
+        # Send in a task and return at once: the model thread starts on the next batch meanwhile.
+        self._delivery = loop.create_task(self._deliver(outcomes))
 
     async def _delivered(self) -> None:
         """Wait until the previous batch's outputs are with the sink (keeps outputs in order)."""
@@ -163,44 +141,28 @@ class Pipeline:
             await self._delivery
             self._delivery = None
 
-    async def _deliver(self, jobs: list[Job], results: list[Any]) -> None:
-        send = self.sink.send
-        start = 0
-        for job in jobs:
-            n = len(job.decoded.rows)
-            for out in self._encode(job, results[start : start + n]):
-                await send(out)
-            start += n
-
-    def _encode(self, job: Job, results: list[Any]) -> list[OutMessage]:
-        """One job's outputs: its prediction message, the aggregates it filled, or an error record."""
-        msg, decoded = job.msg, job.decoded
-        try:
-            if self._aggregator is None:
-                outs = [self.encoder.prediction(msg, decoded.shape, results, decoded.contexts)]
+    async def _deliver(self, outcomes: list[Outcome]) -> None:
+        stats, send, aggregator = self.stats, self.sink.send, self._aggregator
+        sample = stats.latencies_ms
+        now = time.perf_counter()
+        for outcome in outcomes:
+            if outcome.error is None:
+                stats.predictions += 1
+                stats.rows += outcome.rows
+                if len(sample) < LATENCY_SAMPLE_CAP:
+                    sample.append((now - outcome.msg.received_at) * 1000)
             else:
-                outs = self._aggregator.add(msg, decoded.shape, results, decoded.contexts)
-                self._time_aggregate()
-        except (OutputTooLarge, TypeError) as exc:  # TypeError: run() returned something not JSON-able
-            return [self._error(msg, "output_error", str(exc))]
-        stats = self.stats
-        stats.predictions += 1
-        stats.rows += len(results)
-        stats.output_messages += len(outs)
-        if len(stats.latencies_ms) < LATENCY_SAMPLE_CAP:
-            stats.latencies_ms.append((time.perf_counter() - msg.received_at) * 1000)
-        return outs
-
-    def _error(self, msg: InMessage, code: str, reason: str) -> OutMessage:
-        stats = self.stats
-        stats.errors += 1
-        stats.output_messages += 1
-        stats.errors_by_code[code] = stats.errors_by_code.get(code, 0) + 1
-        log.debug("message %s rejected: %s", msg.message_id, reason)
-        return self.encoder.error(msg, code, reason)
-
-    async def _send_error(self, msg: InMessage, code: str, reason: str) -> None:
-        await self.sink.send(self._error(msg, code, reason))
+                stats.errors += 1
+                stats.errors_by_code[outcome.error] = stats.errors_by_code.get(outcome.error, 0) + 1
+            if outcome.out is not None:
+                stats.output_messages += 1
+                await send(outcome.out)
+            elif aggregator is not None and outcome.item is not None:
+                for out in aggregator.add(outcome.item):
+                    stats.output_messages += 1
+                    await send(out)
+        if aggregator is not None:
+            self._time_aggregate()
 
     def _time_aggregate(self) -> None:
         """A partly filled aggregate is sent at most AGGREGATE_MAX_DELAY_MS after it started."""

@@ -143,7 +143,7 @@ async def simulate(
 
 
 def _summary(pipeline: Pipeline, sink: ConsoleSink, elapsed: float) -> dict[str, Any]:
-    stats, batcher = pipeline.stats, pipeline.batcher
+    stats, batcher, processor = pipeline.stats, pipeline.batcher, pipeline.processor
     return {
         "messages": stats.messages,
         "predictions": stats.predictions,
@@ -152,8 +152,8 @@ def _summary(pipeline: Pipeline, sink: ConsoleSink, elapsed: float) -> dict[str,
         "msgs_per_s": round(stats.messages / elapsed, 1) if elapsed > 0 else None,
         "anomalies": sink.anomalies,
         "rows": stats.rows,
-        "batches": batcher.batches,
-        "mean_batch_rows": round(batcher.batch_rows / batcher.batches, 2) if batcher.batches else 0,
+        "batches": processor.run_calls,
+        "mean_batch_rows": round(processor.rows_scored / processor.run_calls, 2) if processor.run_calls else 0,
         "prediction_messages": sink.prediction_messages,
         "messages_per_prediction": round(sink.prediction_messages / stats.predictions, 4) if stats.predictions else None,
         "queue_full_waits": batcher.queue_full_waits,

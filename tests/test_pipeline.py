@@ -49,7 +49,8 @@ async def test_n_messages_give_n_predictions_with_matching_ids_and_model_values(
     assert {"normal", "anomaly"} <= set(labels)
     assert pipeline.stats.messages == pipeline.stats.predictions == 500
     assert pipeline.stats.errors == 0
-    assert pipeline.batcher.batches < 500  # they were batched
+    assert pipeline.processor.run_calls < 500  # they were batched
+    assert pipeline.processor.rows_scored == 500
 
 
 async def test_prediction_message_format(settings, scorer) -> None:
@@ -143,6 +144,7 @@ async def test_a_message_that_breaks_run_fails_alone(tmp_path: Path, settings) -
         await pipeline.submit(InMessage(body(reading(666.0 if i == 13 else 30.0)), f"m-{i}", "amlInput"))
     await pipeline.close()
     assert pipeline.batcher.batches == 1  # all 20 went in one batch, which failed and was retried one by one
+    assert pipeline.processor.run_calls == 1 + 20
     errors = sink.on("errorOutput")
     assert [o.correlation_id for o in errors] == ["m-13"]
     assert orjson.loads(errors[0].body)["code"] == "scoring_failed"

@@ -1,0 +1,122 @@
+"""What the model thread does with one batch of messages: decode each, score all their rows in as
+few run() calls as MAX_BATCH_SIZE allows, and encode one outcome per message.
+
+Plain synchronous code in tight loops: it runs in the executor, so the event loop only queues
+messages and sends outputs, and a large body's JSON parsing never stalls receiving.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .decoding import Decoded, FeatureReader, MessageError
+from .encoding import Encoder, OutputTooLarge
+from .messages import InMessage, OutMessage
+from .scoring import Scorer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One message's result: a message to send, or (aggregation) an item for an aggregate."""
+
+    msg: InMessage
+    out: OutMessage | None = None  # the prediction message or the error record
+    item: bytes | None = None  # with aggregation: this input's predictions, encoded
+    error: str | None = None  # the error code, for an error record
+    rows: int = 0
+
+
+Pending = tuple[int, InMessage, Decoded]  # (index in the batch, message, its rows)
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        reader: FeatureReader,
+        scorer: Scorer,
+        encoder: Encoder,
+        max_rows: int,
+        input_names: Sequence[str],
+        aggregate: bool = False,
+    ) -> None:
+        self._reader = reader
+        self._scorer = scorer
+        self._encoder = encoder
+        self._max_rows = max_rows
+        self._inputs = frozenset(input_names)
+        self._aggregate = aggregate
+        self.run_calls = 0  # read by the loop for summaries; ints are safe across threads
+        self.rows_scored = 0
+
+    def __call__(self, messages: list[InMessage]) -> list[Outcome]:
+        outcomes: list[Any] = [None] * len(messages)
+        pending: list[Pending] = []
+        decode = self._reader.decode
+        inputs = self._inputs
+        for i, msg in enumerate(messages):
+            if msg.input_name and msg.input_name not in inputs:
+                scored = ", ".join(sorted(inputs))
+                reason = f"input '{msg.input_name}' is not scored; add it to INPUT_NAMES ({scored}) or fix the route"
+                outcomes[i] = self.error(msg, "unknown_input", reason)
+                continue
+            try:
+                pending.append((i, msg, decode(msg.body)))
+            except MessageError as exc:
+                outcomes[i] = self.error(msg, exc.code, exc.reason)
+        for group in self._groups(pending):
+            self._score(group, outcomes)
+        return outcomes
+
+    def _groups(self, pending: list[Pending]) -> Iterator[list[Pending]]:
+        """Consecutive messages with at most max_rows rows together; a message is never split."""
+        group: list[Pending] = []
+        rows = 0
+        for entry in pending:
+            n = len(entry[2].rows)
+            if group and rows + n > self._max_rows:
+                yield group
+                group, rows = [], 0
+            group.append(entry)
+            rows += n
+        if group:
+            yield group
+
+    def _score(self, group: list[Pending], outcomes: list[Any]) -> None:
+        rows = [row for _, _, decoded in group for row in decoded.rows]
+        try:
+            self.run_calls += 1
+            results = self._scorer.score(rows)
+        except Exception as exc:
+            if len(group) > 1:
+                # Only the message that breaks run() should get an error: retry them one by one.
+                log.warning("run() failed on a batch of %d messages (%s); retrying one by one", len(group), exc)
+                for entry in group:
+                    self._score([entry], outcomes)
+                return
+            i, msg, _ = group[0]
+            outcomes[i] = self.error(msg, "scoring_failed", f"the model's run() failed on this message: {exc}")
+            return
+        self.rows_scored += len(rows)
+        encoder = self._encoder
+        start = 0
+        for i, msg, decoded in group:
+            n = len(decoded.rows)
+            results_of_msg = results[start : start + n]
+            start += n
+            shape, contexts = decoded.shape, decoded.contexts
+            try:
+                if self._aggregate:
+                    outcomes[i] = Outcome(msg, item=encoder.item(msg, shape, results_of_msg, contexts), rows=n)
+                else:
+                    outcomes[i] = Outcome(msg, out=encoder.prediction(msg, shape, results_of_msg, contexts), rows=n)
+            except (OutputTooLarge, TypeError) as exc:  # TypeError: run() returned something not JSON-able
+                outcomes[i] = self.error(msg, "output_error", str(exc))
+
+    def error(self, msg: InMessage, code: str, reason: str) -> Outcome:
+        log.debug("message %s rejected: %s", msg.message_id, reason)
+        return Outcome(msg, out=self._encoder.error(msg, code, reason), error=code)

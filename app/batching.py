@@ -2,7 +2,7 @@
 
 One batch is in the model at a time. When the model is idle, whatever is queued (often a single
 message) goes at once; while it is busy, messages queue and the next batch is what gathered, up to
-`max_rows` rows. There is no batching window unless `max_wait_s` asks for one: then a batch waits
+`max_items`. There is no batching window unless `max_wait_s` asks for one: then a batch waits
 until it is full or its oldest message has waited that long.
 
 The queue is bounded by message count: `put` waits while it is full, which pauses whoever feeds
@@ -27,15 +27,14 @@ class MicroBatcher(Generic[T]):
     def __init__(
         self,
         process: Callable[[list[T]], Awaitable[None]],
-        max_rows: int,
+        max_items: int,
         max_wait_s: float = 0.0,
         max_queued: int = 2048,
     ) -> None:
         self._process = process
-        self.max_rows = max_rows
+        self.max_items = max_items
         self.max_wait_s = max_wait_s
-        self._queue: deque[tuple[T, int, float]] = deque()  # (item, rows, enqueued at)
-        self._queued_rows = 0
+        self._queue: deque[tuple[T, float]] = deque()  # (item, enqueued at)
         self._free = max_queued  # queue slots; a counter, as asyncio.Semaphore costs ~1 µs a put
         self._putters: deque[asyncio.Future[None]] = deque()  # puts waiting for a slot, in order
         self._wakeup = asyncio.Event()
@@ -44,7 +43,6 @@ class MicroBatcher(Generic[T]):
         self._idle.set()
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0
-        self.batch_rows = 0
         self.queue_full_waits = 0
 
     @property
@@ -56,16 +54,16 @@ class MicroBatcher(Generic[T]):
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
 
-    def try_put(self, item: T, rows: int) -> bool:
-        """Queue an item of `rows` rows if there is room now (the per-message fast path)."""
+    def try_put(self, item: T) -> bool:
+        """Queue an item if there is room now (the per-message fast path)."""
         if self._free <= 0 or self._putters or self._closing:
             return False
         self._free -= 1
-        self._enqueue(item, rows)
+        self._enqueue(item)
         return True
 
-    async def put(self, item: T, rows: int) -> None:
-        """Queue an item of `rows` rows; waits while the queue is full."""
+    async def put(self, item: T) -> None:
+        """Queue an item; waits while the queue is full."""
         if self._closing:
             raise RuntimeError("batcher is closed")
         if self._free > 0 and not self._putters:
@@ -73,11 +71,10 @@ class MicroBatcher(Generic[T]):
         else:
             self.queue_full_waits += 1
             await self._wait_for_slot()
-        self._enqueue(item, rows)
+        self._enqueue(item)
 
-    def _enqueue(self, item: T, rows: int) -> None:
-        self._queue.append((item, rows, time.perf_counter() if self.max_wait_s else 0.0))
-        self._queued_rows += rows
+    def _enqueue(self, item: T) -> None:
+        self._queue.append((item, time.perf_counter() if self.max_wait_s else 0.0))
         if self._idle.is_set():
             self._idle.clear()
         self._wakeup.set()
@@ -112,23 +109,16 @@ class MicroBatcher(Generic[T]):
         await self._idle.wait()
 
     def _take(self) -> list[T]:
-        batch: list[T] = []
-        rows = 0
         queue = self._queue
-        while queue and (not batch or rows + queue[0][1] <= self.max_rows):
-            item, n, _ = queue.popleft()
-            batch.append(item)
-            rows += n
+        batch = [queue.popleft()[0] for _ in range(min(len(queue), self.max_items))]
         self._release(len(batch))
-        self._queued_rows -= rows
         self.batches += 1
-        self.batch_rows += rows
         return batch
 
     async def _fill(self) -> None:
         """With max_wait_s: wait for a full batch, at most until the oldest item is that old."""
-        deadline = self._queue[0][2] + self.max_wait_s
-        while self._queued_rows < self.max_rows and not self._closing:
+        deadline = self._queue[0][1] + self.max_wait_s
+        while len(self._queue) < self.max_items and not self._closing:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 return

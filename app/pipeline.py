@@ -104,8 +104,8 @@ class Pipeline:
         self.stats.messages += 1
         if not msg.received_at:
             msg.received_at = time.perf_counter()
-        if not self.batcher.try_put(msg, 1):
-            await self.batcher.put(msg, 1)
+        if not self.batcher.try_put(msg):
+            await self.batcher.put(msg)
 
     async def close(self) -> None:
         """Process what is queued, send what is pending, flush aggregates."""

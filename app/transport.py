@@ -229,12 +229,14 @@ async def run_module(settings: Settings) -> int:
         )
     stats = pipeline.stats
     log.info(
-        "stopped: messages=%d predictions=%d errors=%d sent=%d send_failures=%d",
+        "stopped: messages=%d predictions=%d errors=%d sent=%d send_failures=%d queue_full_waits=%d inbox_peak=%d",
         stats.messages,
         stats.predictions,
         stats.errors,
         sink.sent,
         sink.failed,
+        pipeline.batcher.queue_full_waits,
+        intake.backlog_peak,
     )
     try:
         await asyncio.wait_for(client.shutdown(), timeout=5)

@@ -46,24 +46,24 @@ async def _busy(**kw: float) -> tuple[GatedProcessor, MicroBatcher[int]]:
     proc = GatedProcessor()
     b = await _batcher(proc, **kw)
     proc.gate.clear()
-    await b.put(0, 1)
+    await b.put(0)
     await proc.wait_batches(1)
     return proc, b
 
 
 async def test_lone_item_is_processed_at_once_in_a_batch_of_its_own() -> None:
     proc = GatedProcessor()
-    b = await _batcher(proc, max_rows=256)
-    await b.put(7, 1)
+    b = await _batcher(proc, max_items=256)
+    await b.put(7)
     await proc.wait_batches(1)
     assert proc.batches == [[7]]
     await b.close()
 
 
 async def test_items_that_queue_while_the_model_is_busy_form_the_next_batch_in_order() -> None:
-    proc, b = await _busy(max_rows=256)
+    proc, b = await _busy(max_items=256)
     for i in range(1, 10):
-        await b.put(i, 1)
+        await b.put(i)
     assert b.depth == 9
     proc.gate.set()
     await proc.wait_batches(2)
@@ -71,33 +71,21 @@ async def test_items_that_queue_while_the_model_is_busy_form_the_next_batch_in_o
     await b.close()
 
 
-async def test_batches_are_capped_at_max_rows_and_keep_order() -> None:
-    proc, b = await _busy(max_rows=4)
+async def test_batches_are_capped_at_max_items_and_keep_order() -> None:
+    proc, b = await _busy(max_items=4)
     for i in range(1, 10):
-        await b.put(i, 1)
+        await b.put(i)
     proc.gate.set()
     await b.close()
     assert proc.batches == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9]]
     assert b.batches == 4
-    assert b.batch_rows == 10
-
-
-async def test_rows_not_messages_count_toward_the_cap_and_a_big_message_goes_alone() -> None:
-    proc, b = await _busy(max_rows=4)
-    await b.put(1, 3)
-    await b.put(2, 2)
-    await b.put(3, 9)  # larger than a batch: never split, goes alone
-    await b.put(4, 1)
-    proc.gate.set()
-    await b.close()
-    assert proc.batches == [[0], [1], [2], [3], [4]]
 
 
 async def test_full_queue_makes_put_wait_until_the_model_takes_a_batch() -> None:
-    proc, b = await _busy(max_rows=256, max_queued=3)
+    proc, b = await _busy(max_items=256, max_queued=3)
     for i in (1, 2, 3):
-        await b.put(i, 1)
-    blocked = asyncio.create_task(b.put(4, 1))
+        await b.put(i)
+    blocked = asyncio.create_task(b.put(4))
     for _ in range(20):  # give the task every chance to run; it must stay blocked
         await asyncio.sleep(0)
     assert not blocked.done()
@@ -111,10 +99,10 @@ async def test_full_queue_makes_put_wait_until_the_model_takes_a_batch() -> None
 
 async def test_max_wait_fills_a_batch_before_the_deadline() -> None:
     proc = GatedProcessor()
-    b = await _batcher(proc, max_rows=5, max_wait_s=2.0)
+    b = await _batcher(proc, max_items=5, max_wait_s=2.0)
     t0 = time.perf_counter()
     for i in range(5):
-        await b.put(i, 1)
+        await b.put(i)
     await proc.wait_batches(1)
     assert proc.batches == [[0, 1, 2, 3, 4]]
     assert proc.started_at[0] - t0 < 1.0  # full batch: no need to wait out the 2 s
@@ -123,9 +111,9 @@ async def test_max_wait_fills_a_batch_before_the_deadline() -> None:
 
 async def test_max_wait_holds_a_lone_item_until_the_deadline() -> None:
     proc = GatedProcessor()
-    b = await _batcher(proc, max_rows=5, max_wait_s=0.05)
+    b = await _batcher(proc, max_items=5, max_wait_s=0.05)
     t0 = time.perf_counter()
-    await b.put(1, 1)
+    await b.put(1)
     await proc.wait_batches(1)
     assert proc.started_at[0] - t0 >= 0.045
     assert proc.batches == [[1]]
@@ -134,13 +122,13 @@ async def test_max_wait_holds_a_lone_item_until_the_deadline() -> None:
 
 async def test_close_processes_everything_queued() -> None:
     proc = GatedProcessor()
-    b = await _batcher(proc, max_rows=3)
+    b = await _batcher(proc, max_items=3)
     for i in range(10):
-        await b.put(i, 1)
+        await b.put(i)
     await b.close()
     assert [i for batch in proc.batches for i in batch] == list(range(10))
     with pytest.raises(RuntimeError):
-        await b.put(99, 1)
+        await b.put(99)
 
 
 async def test_a_failing_processor_does_not_stop_the_worker() -> None:
@@ -151,19 +139,19 @@ async def test_a_failing_processor_does_not_stop_the_worker() -> None:
         if batch == [0]:
             raise RuntimeError("boom")
 
-    b: MicroBatcher[int] = MicroBatcher(process, max_rows=1)
+    b: MicroBatcher[int] = MicroBatcher(process, max_items=1)
     b.start()
-    await b.put(0, 1)
-    await b.put(1, 1)
+    await b.put(0)
+    await b.put(1)
     await b.close()
     assert seen == [[0], [1]]
 
 
 async def test_a_cancelled_waiting_put_gives_its_slot_back() -> None:
-    proc, b = await _busy(max_rows=256, max_queued=1)
-    await b.put(1, 1)  # the queue's one slot
-    waiting = asyncio.create_task(b.put(2, 1))
-    queued_after = asyncio.create_task(b.put(3, 1))
+    proc, b = await _busy(max_items=256, max_queued=1)
+    await b.put(1)  # the queue's one slot
+    waiting = asyncio.create_task(b.put(2))
+    queued_after = asyncio.create_task(b.put(3))
     for _ in range(5):
         await asyncio.sleep(0)
     waiting.cancel()
@@ -172,4 +160,4 @@ async def test_a_cancelled_waiting_put_gives_its_slot_back() -> None:
     await b.close()
     assert waiting.cancelled()
     assert [i for batch in proc.batches for i in batch] == [0, 1, 3]
-    assert b.try_put(4, 1) is False  # closed
+    assert b.try_put(4) is False  # closed

@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("file", help="input file, or - for stdin")
 
     sub.add_parser("train", help="train the default model into MODEL_DIR (what `make model` runs)")
+    sub.add_parser("selftest", help="load the model with all checks and score fixed readings (for images)")
 
     r = sub.add_parser("register", help="install a trained model file into the model directory")
     r.add_argument("model_file", help="a joblib or pickle file of a fitted estimator")
@@ -93,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 0
+        if command == "selftest":
+            from .selftest import selftest
+
+            summary = asyncio.run(selftest(settings))
+            ok = summary["predictions"] == summary["lines"] - 1 and summary["errors"] == 1
+            print(f"selftest {'passed' if ok else 'FAILED'}: {summary}", file=sys.stderr)
+            return 0 if ok else 1
         if command == "train":
             from .train import train_default
 

@@ -1,0 +1,34 @@
+# linux/amd64 image of the edge inference module.
+# Debian bookworm, like the arm32v7 image, so both run Python 3.11 with the same pinned model stack
+# (requirements/model.txt): the same model.pkl loads and predicts the same on both.
+FROM debian:bookworm-slim AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+COPY requirements/ /tmp/requirements/
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements/runtime.txt \
+ && /opt/venv/bin/pip uninstall -y --disable-pip-version-check pip setuptools \
+ && find /opt/venv -name __pycache__ -type d -prune -exec rm -rf {} +
+
+FROM debian:bookworm-slim
+ARG VERSION=0.0.0
+ARG MODEL=unknown
+LABEL org.opencontainers.image.title="edge-inference-module" \
+      org.opencontainers.image.version="${VERSION}" \
+      io.edge-inference.model="${MODEL}"
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin module
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY app/ /app/app/
+# The default model; mount another model directory over /app/model (or set MODEL_DIR) to replace it.
+COPY model/model.pkl model/model.json /app/model/
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MODEL_DIR=/app/model
+USER module
+CMD ["python", "-m", "app"]

@@ -2,6 +2,8 @@
 # Debian bookworm, like the arm32v7 image, so both run Python 3.11 with the same pinned model stack
 # (requirements/model.txt): the same model.pkl loads and predicts the same on both.
 FROM debian:bookworm-slim AS build
+# python3 itself follows bookworm's security updates; the model stack is pinned.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
@@ -17,6 +19,8 @@ ARG MODEL=unknown
 LABEL org.opencontainers.image.title="edge-inference-module" \
       org.opencontainers.image.version="${VERSION}" \
       io.edge-inference.model="${MODEL}"
+# python3 itself follows bookworm's security updates; the model stack is pinned.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 \
  && rm -rf /var/lib/apt/lists/* \
@@ -30,5 +34,5 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     MODEL_DIR=/app/model
-USER module
+USER 10001
 CMD ["python", "-m", "app"]

@@ -10,7 +10,7 @@ PYTHON311 ?= $(shell for p in python3.11 python3 python; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; \
 	then command -v $$p; break; fi; done)
 
-.PHONY: run test lint bench model clean venv
+.PHONY: run test lint bench model manifest clean venv
 
 venv: $(VENV)/.installed
 
@@ -33,18 +33,22 @@ run: venv
 	$(PY) -m app simulate $(ARGS)
 
 test: venv
-	$(VENV)/bin/ruff check app tests bench
+	$(VENV)/bin/ruff check app tests bench deploy
 	$(PY) -m pytest -q
 
 lint: venv
-	$(VENV)/bin/ruff check app tests bench
-	$(VENV)/bin/ruff format --check app tests bench
+	$(VENV)/bin/ruff check app tests bench deploy
+	$(VENV)/bin/ruff format --check app tests bench deploy
 
 bench: venv
 	$(PY) -m bench
 
 model: venv
 	$(PY) -m app train
+
+# config/deployment.<platform>.json from deployment.template.json, .env and module.json; e.g. MANIFEST_ARGS="--platform amd64".
+manifest: venv
+	$(PY) -m deploy $(MANIFEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -36,7 +36,12 @@ READINGS: list[Any] = [
 
 async def selftest(settings: Settings, out: BinaryIO = sys.stdout.buffer) -> dict[str, Any]:
     manifest = read_manifest(settings.model_dir)
-    header = {"model": manifest.name, "modelVersion": manifest.version, "sha256": manifest.sha256, "libraries": library_versions()}
+    header = {
+        "model": manifest.name,
+        "modelVersion": manifest.version,
+        "sha256": manifest.sha256,
+        "libraries": library_versions(),
+    }
     out.write(orjson.dumps(header) + b"\n")
     lines = b"\n".join(r.encode() if isinstance(r, str) else orjson.dumps(r) for r in READINGS) + b"\n"
     return await score_file(settings, io.BytesIO(lines), out)

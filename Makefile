@@ -10,7 +10,7 @@ PYTHON311 ?= $(shell for p in python3.11 python3 python; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; \
 	then command -v $$p; break; fi; done)
 
-.PHONY: run test lint bench model manifest clean venv
+.PHONY: run test lint bench model manifest clean venv image image-test
 
 venv: $(VENV)/.installed
 
@@ -49,6 +49,14 @@ model: venv
 # config/deployment.<platform>.json from deployment.template.json, .env and module.json; e.g. MANIFEST_ARGS="--platform amd64".
 manifest: venv
 	$(PY) -m deploy $(MANIFEST_ARGS)
+
+# Both images (amd64, arm32v7): docker buildx if a Docker engine is there, else podman with local
+# mmdebstrap bases (see images/build.sh). image-test builds, then compares the two selftests.
+image:
+	images/build.sh
+
+image-test:
+	images/test.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -33,12 +33,12 @@ run: venv
 	$(PY) -m app simulate $(ARGS)
 
 test: venv
-	$(VENV)/bin/ruff check app tests bench deploy
+	$(VENV)/bin/ruff check app tests bench deploy images
 	$(PY) -m pytest -q
 
 lint: venv
-	$(VENV)/bin/ruff check app tests bench deploy
-	$(VENV)/bin/ruff format --check app tests bench deploy
+	$(VENV)/bin/ruff check app tests bench deploy images
+	$(VENV)/bin/ruff format --check app tests bench deploy images
 
 bench: venv
 	$(PY) -m bench

@@ -19,7 +19,7 @@ from .batching import MicroBatcher
 from .config import Settings
 from .decoding import FeatureReader
 from .encoding import Aggregator, Encoder
-from .messages import InMessage, Sink
+from .messages import InMessage, OutMessage, Sink
 from .processing import BatchProcessor, Outcome
 from .scoring import Scorer
 
@@ -48,6 +48,7 @@ class Stats:
     errors: int = 0
     rows: int = 0
     output_messages: int = 0
+    send_failures: int = 0
     errors_by_code: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)  # intake to output, a capped sample
 
@@ -142,7 +143,7 @@ class Pipeline:
             self._delivery = None
 
     async def _deliver(self, outcomes: list[Outcome]) -> None:
-        stats, send, aggregator = self.stats, self.sink.send, self._aggregator
+        stats, aggregator, send = self.stats, self._aggregator, self.sink.send
         sample = stats.latencies_ms
         now = time.perf_counter()
         for outcome in outcomes:
@@ -156,13 +157,27 @@ class Pipeline:
                 stats.errors_by_code[outcome.error] = stats.errors_by_code.get(outcome.error, 0) + 1
             if outcome.out is not None:
                 stats.output_messages += 1
-                await send(outcome.out)
+                try:  # inline rather than self._send: this is once per message
+                    await send(outcome.out)
+                except Exception as exc:
+                    self._lost(outcome.out, exc)
             elif aggregator is not None and outcome.item is not None:
                 for out in aggregator.add(outcome.item):
-                    stats.output_messages += 1
-                    await send(out)
+                    await self._send(out)
         if aggregator is not None:
             self._time_aggregate()
+
+    async def _send(self, out: OutMessage) -> None:
+        """Hand one output to the sink; a sink failure is logged and counted, never contagious."""
+        self.stats.output_messages += 1
+        try:
+            await self.sink.send(out)
+        except Exception as exc:
+            self._lost(out, exc)
+
+    def _lost(self, out: OutMessage, exc: Exception) -> None:
+        self.stats.send_failures += 1
+        log.error("output lost: the sink refused it (%r): output=%s correlation_id=%s", exc, out.output, out.correlation_id)
 
     def _time_aggregate(self) -> None:
         """A partly filled aggregate is sent at most AGGREGATE_MAX_DELAY_MS after it started."""
@@ -188,5 +203,4 @@ class Pipeline:
             self._aggregate_timer = None
         if self._aggregator is not None:
             for out in self._aggregator.drain():
-                self.stats.output_messages += 1
-                await self.sink.send(out)
+                await self._send(out)

@@ -200,3 +200,25 @@ async def test_feature_paths_from_settings_override_the_manifest(settings, score
     msg = InMessage(b'{"t": 60.0, "p": 9.9, "a": 21.0, "h": 25}', "m", "amlInput")
     _, sink = await _run(custom, scorer, [msg])
     assert orjson.loads(sink.messages[0].body)["label"] == "anomaly"
+
+
+class FlakySink(ListSink):
+    """Refuses the output for one message; a stand-in for a broken pipe or a failed send."""
+
+    async def send(self, msg) -> None:
+        if msg.correlation_id == "m-3":
+            raise BrokenPipeError("stdout closed")
+        await super().send(msg)
+
+
+async def test_a_sink_failure_loses_only_that_output_and_is_counted(settings, scorer) -> None:
+    sink = FlakySink()
+    pipeline = Pipeline(settings, scorer, sink)
+    await pipeline.start()
+    for i in range(10):
+        await pipeline.submit(InMessage(body(reading()), f"m-{i}", "amlInput"))
+        await pipeline.wait_idle()  # one batch each, so a failure could reach the next batch's delivery
+    await pipeline.close()
+    assert [m.correlation_id for m in sink.messages] == [f"m-{i}" for i in range(10) if i != 3]
+    assert pipeline.stats.send_failures == 1
+    assert pipeline.stats.predictions == 10

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from dockerfile_parse import DockerfileParser
+from packaging.requirements import Requirement
 
 from app.config import REPO_ROOT
 
@@ -120,10 +120,16 @@ def test_model_manifest_was_made_with_the_pinned_stack() -> None:
     assert libraries["python"].startswith("3.11.")
 
 
+def _runtime_roots() -> list[str]:
+    """The packages requirements/runtime.txt names itself (not through -r)."""
+    lines = (REPO_ROOT / "requirements" / "runtime.txt").read_text().splitlines()
+    return [line.split("==")[0].strip() for line in lines if "==" in line and not line.startswith(("#", "-"))]
+
+
 def _runtime_closure() -> dict[str, str]:
     """name -> version of everything pip installs for the arm32v7 image (the model stack comes from Debian)."""
     found: dict[str, str] = {}
-    todo = ["azure-iot-device", "orjson"]
+    todo = _runtime_roots()
     while todo:
         name = todo.pop()
         key = name.lower().replace("_", "-")
@@ -131,17 +137,20 @@ def _runtime_closure() -> dict[str, str]:
             continue
         dist = metadata.distribution(name)
         found[key] = dist.version
-        for requirement in dist.requires or []:
-            if "extra ==" not in requirement:
-                todo.append(re.match(r"[A-Za-z0-9_.\-]+", requirement).group(0))
+        for line in dist.requires or []:
+            requirement = Requirement(line)
+            # Markers as on the image: Python 3.11 on Linux, no extras.
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
     return found
 
 
 def test_runtime_requirements_match_what_the_images_install() -> None:
     listed = (REPO_ROOT / "requirements" / "runtime.txt").read_text()
     closure = _runtime_closure()
-    for name in ("azure-iot-device", "orjson"):
-        assert f"{name}=={closure[name]}" in listed
+    assert {"azure-iot-device", "orjson", "aiohttp", "prometheus-client"} <= set(_runtime_roots())
+    for name in _runtime_roots():
+        assert f"{name}=={closure[name.lower()]}" in listed
 
 
 def test_every_pip_requirement_of_the_arm32v7_image_installs_on_armv7(tmp_path: Path) -> None:

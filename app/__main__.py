@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--aggregate", action="store_true", help="pack predictions into few messages (AGGREGATE=true)")
     s.add_argument("--json", action="store_true", help="one JSON object per output line, then a JSON summary")
 
+    sv = sub.add_parser("serve", help="the HTTP endpoint alone (POST /score, health, metrics), no edgeHub needed")
+    sv.add_argument("--port", type=int, default=None, help="default: HTTP_PORT (5001)")
+    sv.add_argument("--host", default=None, help="default: HTTP_HOST (0.0.0.0)")
+
     sc = sub.add_parser("score", help="score recorded message bodies, one per line, in order")
     sc.add_argument("file", help="input file, or - for stdin")
 
@@ -77,6 +81,16 @@ def main(argv: list[str] | None = None) -> int:
             from .transport import run_module
 
             return asyncio.run(run_module(settings))
+        if command == "serve":
+            from .http import serve
+
+            settings = settings.replace(
+                http_port=settings.http_port if args.port is None else args.port,
+                http_host=settings.http_host if args.host is None else args.host,
+            )
+            if settings.http_port == 0:
+                raise ConfigError("serve needs a port: set HTTP_PORT or --port")
+            return asyncio.run(serve(settings))
         if command == "simulate":
             from .simulate import simulate
 

@@ -47,6 +47,8 @@ class Settings:
     error_input_max_bytes: int = 1024
     max_sends_in_flight: int = 32
     shutdown_timeout_s: float = 8.0
+    http_host: str = "0.0.0.0"  # the module serves its edge network and, with serve, the LAN
+    http_port: int = 5001
     allow_version_mismatch: bool = False
     log_level: str = "INFO"
 
@@ -96,6 +98,8 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "AGGREGATE_MAX_DELAY_MS": ("aggregate_max_delay_ms", float, "Longest a partly filled aggregate waits. Default: 1000"),
     "ERROR_INPUT_MAX_BYTES": ("error_input_max_bytes", int, "Bytes of the input copied into an error record. Default: 1024"),
     "MAX_SENDS_IN_FLIGHT": ("max_sends_in_flight", int, "Output messages being sent at once. Default: 32"),
+    "HTTP_HOST": ("http_host", str, "Address of the HTTP endpoint. Default: 0.0.0.0"),
+    "HTTP_PORT": ("http_port", int, "HTTP endpoint port (score, health, metrics); 0 turns it off in the module. Default: 5001"),
     "SHUTDOWN_TIMEOUT_S": ("shutdown_timeout_s", float, "Time to finish work in hand on SIGTERM. Default: 8"),
     "ALLOW_VERSION_MISMATCH": (
         "allow_version_mismatch",
@@ -129,6 +133,7 @@ def _validate(s: Settings) -> list[str]:
     need(s.aggregate_max_delay_ms > 0, "AGGREGATE_MAX_DELAY_MS", f"{s.aggregate_max_delay_ms} must be more than 0")
     need(s.error_input_max_bytes >= 0, "ERROR_INPUT_MAX_BYTES", f"{s.error_input_max_bytes} must be 0 or more")
     need(s.max_sends_in_flight >= 1, "MAX_SENDS_IN_FLIGHT", f"{s.max_sends_in_flight} must be at least 1")
+    need(0 <= s.http_port <= 65535, "HTTP_PORT", f"{s.http_port} must be between 0 and 65535")
     need(s.shutdown_timeout_s > 0, "SHUTDOWN_TIMEOUT_S", f"{s.shutdown_timeout_s} must be more than 0")
     need(bool(s.input_names), "INPUT_NAMES", "name at least one input")
     need(bool(s.output_name) and bool(s.error_output_name), "OUTPUT_NAME", "output names must not be empty")

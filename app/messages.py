@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 CONTENT_TYPE = "application/json"
 CONTENT_ENCODING = "utf-8"
@@ -16,6 +17,7 @@ class InMessage:
     input_name: str = ""
     custom_properties: dict[str, str] = field(default_factory=dict)  # carried on to outputs as they are
     received_at: float = 0.0  # perf_counter() at intake, for end-to-end latency
+    reply: asyncio.Future[Any] | None = None  # set: the outcome goes here (HTTP), not to the sink
 
 
 @dataclass(slots=True)

@@ -49,6 +49,7 @@ class Stats:
     rows: int = 0
     output_messages: int = 0
     send_failures: int = 0
+    refused: int = 0  # offers turned away because the queue was full
     errors_by_code: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)  # intake to output, a capped sample
 
@@ -108,6 +109,16 @@ class Pipeline:
         if not self.batcher.try_put(msg):
             await self.batcher.put(msg)
 
+    def offer(self, msg: InMessage) -> bool:
+        """Take one message if the queue has room now; False when it is full (HTTP answers 503)."""
+        if not msg.received_at:
+            msg.received_at = time.perf_counter()
+        if not self.batcher.try_put(msg):
+            self.stats.refused += 1
+            return False
+        self.stats.messages += 1
+        return True
+
     async def close(self) -> None:
         """Process what is queued, send what is pending, flush aggregates."""
         await self.batcher.close()
@@ -155,7 +166,11 @@ class Pipeline:
             else:
                 stats.errors += 1
                 stats.errors_by_code[outcome.error] = stats.errors_by_code.get(outcome.error, 0) + 1
-            if outcome.out is not None:
+            reply = outcome.msg.reply
+            if reply is not None:
+                if not reply.done():  # its requester may have gone
+                    reply.set_result(outcome)
+            elif outcome.out is not None:
                 stats.output_messages += 1
                 try:  # inline rather than self._send: this is once per message
                     await send(outcome.out)

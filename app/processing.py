@@ -29,6 +29,7 @@ class Outcome:
     item: bytes | None = None  # with aggregation: this input's predictions, encoded
     error: str | None = None  # the error code, for an error record
     rows: int = 0
+    results: list[Any] | None = None  # run()'s results for this message's rows (for HTTP replies)
 
 
 Pending = tuple[int, InMessage, Decoded]  # (index in the batch, message, its rows)
@@ -110,10 +111,12 @@ class BatchProcessor:
             start += n
             shape, contexts = decoded.shape, decoded.contexts
             try:
-                if self._aggregate:
-                    outcomes[i] = Outcome(msg, item=encoder.item(msg, shape, results_of_msg, contexts), rows=n)
-                else:
-                    outcomes[i] = Outcome(msg, out=encoder.prediction(msg, shape, results_of_msg, contexts), rows=n)
+                if self._aggregate and msg.reply is None:
+                    item = encoder.item(msg, shape, results_of_msg, contexts)
+                    outcomes[i] = Outcome(msg, item=item, rows=n, results=results_of_msg)
+                else:  # a reply (HTTP) always gets its own message
+                    out = encoder.prediction(msg, shape, results_of_msg, contexts)
+                    outcomes[i] = Outcome(msg, out=out, rows=n, results=results_of_msg)
             except (OutputTooLarge, TypeError) as exc:  # TypeError: run() returned something not JSON-able
                 outcomes[i] = self.error(msg, "output_error", str(exc))
 

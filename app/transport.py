@@ -31,6 +31,7 @@ from azure.iot.device.iothub.aio import loop_management
 from azure.iot.device.iothub.pipeline import constant as pipeline_constant
 
 from .config import Settings
+from .http import Health, start_http
 from .messages import InMessage, OutMessage
 from .pipeline import Pipeline
 from .scoring import load_scorer
@@ -192,6 +193,9 @@ async def run_module(settings: Settings) -> int:
     pipeline = Pipeline(settings, scorer, sink)
     await pipeline.start()
     intake = Intake(pipeline, loop)
+    health = Health()
+    # The HTTP endpoint shares the pipeline: requests and edge messages batch together.
+    http = await start_http(pipeline, health) if settings.http_port else None
 
     def on_connection_state_change() -> None:
         log.info("edgeHub connection: %s", "connected" if client.connected else "disconnected (the SDK retries)")
@@ -208,8 +212,10 @@ async def run_module(settings: Settings) -> int:
         scorer.manifest.name,
         scorer.manifest.version,
     )
+    health.ready, health.status = True, "ready"
     await stop.wait()
 
+    health.ready, health.status = False, "stopping"
     log.info("stopping: finishing the messages in hand")
     code = 0
     try:
@@ -219,6 +225,8 @@ async def run_module(settings: Settings) -> int:
             except Exception as exc:  # e.g. edgeHub unreachable: still finish what was handed over
                 log.warning("could not stop input delivery cleanly (%r); finishing the messages in hand", exc)
             await intake.close()
+            if http is not None:
+                await http.cleanup()  # stops listening; requests in flight get their answers
             await pipeline.close()
     except TimeoutError:
         code = 1

@@ -83,7 +83,10 @@ def start_module(broker: Broker) -> Iterator[Callable[..., ModuleProcess]]:
     started: list[ModuleProcess] = []
 
     def start(**settings: str) -> ModuleProcess:
-        env = module_environment({**broker.module_env(DEVICE, MODULE), "LOG_LEVEL": "INFO", **settings}, drop=SETTINGS)
+        # HTTP_PORT=0: these tests are about edgeHub; module processes must not compete for a port.
+        env = module_environment(
+            {**broker.module_env(DEVICE, MODULE), "LOG_LEVEL": "INFO", "HTTP_PORT": "0", **settings}, drop=SETTINGS
+        )
         module = ModuleProcess(env)
         started.append(module)
         module.start().wait_ready(timeout=30)

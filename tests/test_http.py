@@ -1,0 +1,219 @@
+"""The local HTTP endpoint over real HTTP on loopback, sharing the pipeline with the edge route."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.config import REPO_ROOT, Settings
+from app.http import Health, RepliesOnly, make_app
+from app.pipeline import Pipeline
+from app.scoring import Scorer, load_scorer
+
+from .conftest import DEFAULT_MODEL_DIR
+from .helpers import body, reading, row
+
+GATED_SCRIPT = """
+import threading
+INPUT_FORMAT = "ndarray"
+gate = threading.Event()
+def init():
+    gate.set()
+def run(x):
+    gate.wait(10)
+    return [{"label": "ok"}] * len(x)
+"""
+
+
+async def _client(settings: Settings, scorer: Scorer, health: Health | None = None) -> tuple[TestClient, Pipeline]:
+    pipeline = Pipeline(settings, scorer, RepliesOnly())
+    await pipeline.start()
+    health = health or Health(ready=True, status="ready")
+    client = TestClient(TestServer(make_app(pipeline, health)))
+    await client.start_server()
+    return client, pipeline
+
+
+@pytest.fixture
+async def client(settings, scorer) -> AsyncIterator[tuple[TestClient, Pipeline]]:
+    c, pipeline = await _client(settings, scorer)
+    yield c, pipeline
+    await c.close()
+    await pipeline.close()
+
+
+async def test_a_reading_is_scored_like_the_model_does(client, scorer) -> None:
+    c, _ = client
+    r = reading(60.0, 9.9)
+    resp = await c.post("/score", data=body(r), headers={"Content-Type": "application/json"})
+    assert resp.status == 200 and resp.content_type == "application/json"
+    doc = await resp.json()
+    assert {k: doc[k] for k in ("label", "probability")} == scorer.score([row(r)])[0]
+    assert doc["timeCreated"] == r["timeCreated"] and doc["model"] == "temperature-anomaly"
+
+
+async def test_an_azureml_client_gets_the_list_of_results(client, scorer) -> None:
+    c, _ = client
+    rows = [row(reading(30.0)), row(reading(60.0, 9.9)), row(reading(80.0))]
+    resp = await c.post("/score", data=orjson.dumps({"data": rows}))
+    assert resp.status == 200
+    assert await resp.json() == scorer.score(rows)
+    double = await c.post("/score", data=orjson.dumps(orjson.dumps({"data": rows}).decode()))
+    assert await double.json() == scorer.score(rows)
+
+
+async def test_an_array_of_readings_gets_predictions_in_order(client) -> None:
+    c, _ = client
+    resp = await c.post("/score", data=body([reading(30.0), reading(60.0, 9.9)]))
+    assert [p["label"] for p in (await resp.json())["predictions"]] == ["normal", "anomaly"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [(b"nope", "not_json"), (body({"machine": {"temperature": 1.0}}), "missing_feature"), (b'{"data": [[1, 2]]}', "wrong_width")],
+)
+async def test_bad_bodies_get_400_with_the_reason(client, payload: bytes, code: str) -> None:
+    c, _ = client
+    resp = await c.post("/score", data=payload)
+    assert resp.status == 400
+    record = await resp.json()
+    assert record["code"] == code and record["reason"]
+
+
+async def test_oversized_body_gets_413(settings, scorer) -> None:
+    c, pipeline = await _client(settings.replace(max_message_bytes=1000), scorer)
+    try:
+        resp = await c.post("/score", data=b" " * 1001)
+        assert resp.status == 413
+        assert (await resp.json())["code"] == "oversized"
+        assert (await c.post("/score", data=body(reading()))).status == 200
+    finally:
+        await c.close()
+        await pipeline.close()
+
+
+async def test_full_queue_gets_503_with_retry_after_and_the_rest_are_answered(tmp_path: Path, settings) -> None:
+    script = tmp_path / "score.py"
+    script.write_text(GATED_SCRIPT)
+    scorer = load_scorer(DEFAULT_MODEL_DIR, script)
+    scorer.script.gate.clear()  # the model now blocks until the gate opens
+    c, pipeline = await _client(settings.replace(queue_size=1), scorer)
+    try:
+        first = asyncio.create_task(c.post("/score", data=body(reading())))
+        async with asyncio.timeout(5):
+            while pipeline.processor.run_calls == 0:  # the first is in the model
+                await asyncio.sleep(0.005)
+        second = asyncio.create_task(c.post("/score", data=body(reading())))
+        async with asyncio.timeout(5):
+            while pipeline.batcher.depth == 0:  # the second holds the queue's one place
+                await asyncio.sleep(0.005)
+        third = await c.post("/score", data=body(reading()))
+        assert third.status == 503
+        assert third.headers["Retry-After"] == "1"
+        assert (await third.json())["code"] == "overloaded"
+        scorer.script.gate.set()
+        assert [(await t).status for t in (first, second)] == [200, 200]
+        assert pipeline.stats.refused == 1
+    finally:
+        scorer.script.gate.set()
+        await c.close()
+        await pipeline.close()
+
+
+async def test_health_endpoints_follow_readiness(settings, scorer) -> None:
+    health = Health()
+    c, pipeline = await _client(settings, scorer, health)
+    try:
+        assert (await (await c.get("/")).text()) == "Healthy"
+        assert (await c.get("/live")).status == 200
+        assert (await c.get("/ready")).status == 503
+        not_ready = await c.post("/score", data=body(reading()))
+        assert not_ready.status == 503 and (await not_ready.json())["code"] == "not_ready"
+        health.ready, health.status = True, "ready"
+        assert (await c.get("/ready")).status == 200
+        assert (await c.post("/score", data=body(reading()))).status == 200
+        health.ready, health.status = False, "stopping"
+        assert (await (await c.get("/ready")).json()) == {"status": "stopping", "ready": False}
+    finally:
+        await c.close()
+        await pipeline.close()
+
+
+async def test_concurrent_requests_batch_together(client) -> None:
+    c, pipeline = client
+    responses = await asyncio.gather(*(c.post("/score", data=body(reading(20.0 + i))) for i in range(60)))
+    assert [r.status for r in responses] == [200] * 60
+    assert pipeline.processor.rows_scored == 60
+    assert pipeline.processor.run_calls < 60
+
+
+async def test_metrics_count_what_was_sent(client) -> None:
+    c, _ = client
+    for payload in (body(reading()), body([reading(), reading()]), b"nope", body(reading())):
+        await c.post("/score", data=payload)
+    text = await (await c.get("/metrics")).text()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("edge_inference_messages_total", ())] == 4
+    assert samples[("edge_inference_predictions_total", ())] == 3
+    assert samples[("edge_inference_rows_total", ())] == 4
+    assert samples[("edge_inference_errors_total", (("code", "not_json"),))] == 1
+    assert samples[("edge_inference_queue_depth", ())] == 0
+    info = [k for k in samples if k[0] == "edge_inference_model_info"]
+    assert dict(info[0][1])["name"] == "temperature-anomaly"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_serve_command_answers_and_stops_on_sigterm() -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("AZUREML_MODEL_DIR", "MODEL_DIR")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 30
+            while True:  # bounded: the server is up once /ready answers 200
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/ready") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                assert time.monotonic() < deadline, "serve did not become ready"
+                await asyncio.sleep(0.1)
+            async with session.post(f"http://127.0.0.1:{port}/score", data=body(reading(60.0, 9.9))) as resp:
+                assert resp.status == 200
+                assert (await resp.json())["label"] == "anomaly"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+        proc.stderr.close()

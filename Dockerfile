@@ -35,4 +35,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     MODEL_DIR=/app/model
 USER 10001
+# The HTTP liveness path (HTTP_PORT, default 5001); healthy as well when HTTP is turned off.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["python", "-m", "app", "health"]
 CMD ["python", "-m", "app"]

@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=None, help="default: HTTP_PORT (5001)")
     sv.add_argument("--host", default=None, help="default: HTTP_HOST (0.0.0.0)")
 
+    sub.add_parser("health", help="exit 0 if the module's HTTP liveness path answers (the images' HEALTHCHECK)")
+
     sc = sub.add_parser("score", help="score recorded message bodies, one per line, in order")
     sc.add_argument("file", help="input file, or - for stdin")
 
@@ -67,6 +69,20 @@ def _configure_logging(settings: Settings) -> None:
         logging.getLogger("azure.iot.device").setLevel(logging.WARNING)
 
 
+def _health(settings: Settings) -> int:
+    """Probe GET /live on this container's own HTTP endpoint; with HTTP off, there is nothing to ask."""
+    if settings.http_port == 0:
+        return 0
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{settings.http_port}/live", timeout=4) as resp:
+            return 0 if resp.status == 200 else 1
+    except OSError as exc:
+        print(f"unhealthy: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -81,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             from .transport import run_module
 
             return asyncio.run(run_module(settings))
+        if command == "health":
+            return _health(settings)
         if command == "serve":
             from .http import serve
 

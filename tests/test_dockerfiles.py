@@ -82,6 +82,8 @@ def test_final_stage_runs_the_module_as_non_root_without_pip(platform: str) -> N
     users = [ins["value"].strip() for ins in final if ins["instruction"] == "USER"]
     assert users and users[-1] not in ("root", "0")
     assert json.loads(parser.cmd) == ["python", "-m", "app"]
+    healthchecks = [ins["value"] for ins in final if ins["instruction"] == "HEALTHCHECK"]
+    assert len(healthchecks) == 1 and healthchecks[0].endswith('CMD ["python", "-m", "app", "health"]')
     env = parser.envs
     assert env["PYTHONUNBUFFERED"] == "1"
     assert env["MODEL_DIR"] == "/app/model"

@@ -210,6 +210,18 @@ async def test_serve_command_answers_and_stops_on_sigterm() -> None:
             async with session.post(f"http://127.0.0.1:{port}/score", data=body(reading(60.0, 9.9))) as resp:
                 assert resp.status == 200
                 assert (await resp.json())["label"] == "anomaly"
+        probe = subprocess.run(  # what the images' HEALTHCHECK runs
+            [sys.executable, "-m", "app", "health"], cwd=REPO_ROOT, env={**env, "HTTP_PORT": str(port)}, check=False
+        )
+        assert probe.returncode == 0
+        other = subprocess.run(
+            [sys.executable, "-m", "app", "health"],
+            cwd=REPO_ROOT,
+            env={**env, "HTTP_PORT": str(_free_port())},
+            capture_output=True,
+            check=False,
+        )
+        assert other.returncode == 1 and b"unhealthy" in other.stderr
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
     finally:

@@ -155,64 +155,26 @@ def test_runtime_requirements_match_what_the_images_install() -> None:
         assert f"{name}=={closure[name.lower()]}" in listed
 
 
+ARMV7 = ["--platform", "manylinux2014_armv7l", "--platform", "linux_armv7l", "--python-version", "3.11",
+         "--implementation", "cp", "--abi", "cp311"]  # fmt: skip
+
+
+def _pip_download(into: Path, requirements: list[str], *options: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *options, "-d", str(into), *requirements]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
+
+
 def test_every_pip_requirement_of_the_arm32v7_image_installs_on_armv7(tmp_path: Path) -> None:
     closure = _runtime_closure()
     wheels = [f"{name}=={version}" for name, version in closure.items() if name not in PURE_SDISTS]
-    platform_args = [
-        "--platform",
-        "manylinux2014_armv7l",
-        "--platform",
-        "linux_armv7l",
-        "--python-version",
-        "3.11",
-        "--implementation",
-        "cp",
-        "--abi",
-        "cp311",
-    ]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--only-binary=:all:",
-            *platform_args,
-            "-d",
-            str(tmp_path / "wheels"),
-            *wheels,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    result = _pip_download(tmp_path / "wheels", wheels, "--only-binary=:all:", *ARMV7)
     assert result.returncode == 0, f"no armv7 wheel or pure-Python wheel for one of {wheels}:\n{result.stderr[-2000:]}"
     downloaded = sorted(p.name for p in (tmp_path / "wheels").iterdir())
     assert len(downloaded) == len(wheels)
     assert all(n.endswith(("-none-any.whl", "armv7l.whl")) for n in downloaded), downloaded
 
     sdists = [f"{name}=={closure[name]}" for name in PURE_SDISTS if name in closure]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--no-binary=:all:",
-            "-d",
-            str(tmp_path / "sdists"),
-            *sdists,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    result = _pip_download(tmp_path / "sdists", sdists, "--no-binary=:all:")
     assert result.returncode == 0, result.stderr[-2000:]
     for archive in (tmp_path / "sdists").iterdir():
         with tarfile.open(archive) as tar:

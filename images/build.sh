@@ -92,7 +92,7 @@ build() {
     docker buildx build "${common[@]}" --load "$ROOT"
   else
     make_base "$p"
-    podman build --pull=never "${common[@]}" "$ROOT"
+    podman build --format docker --pull=never "${common[@]}" "$ROOT"
   fi
 }
 

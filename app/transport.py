@@ -201,7 +201,15 @@ async def run_module(settings: Settings) -> int:
         log.info("edgeHub connection: %s", "connected" if client.connected else "disconnected (the SDK retries)")
 
     client.on_connection_state_change = on_connection_state_change
-    await client.connect()
+    try:
+        await client.connect()
+    except Exception as exc:  # the SDK raises its own error types; say it plainly and let the runtime restart us
+        log.error("cannot connect to edgeHub: %r; exiting so that the IoT Edge runtime restarts the module", exc)
+        if http is not None:
+            await http.cleanup()
+        await pipeline.close()
+        await client.shutdown()
+        return 1
     # The setter blocks until the SDK has subscribed; keep it off our loop.
     await asyncio.to_thread(setattr, client, "on_message_received", intake.on_message)
     log.info(

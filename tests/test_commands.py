@@ -160,3 +160,19 @@ def test_training_reproduces_the_committed_model(tmp_path: Path) -> None:
     result = _app("train", env={"MODEL_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr.decode()
     assert sha256_of(tmp_path / "model.pkl") == sha256_of(DEFAULT_MODEL_DIR / "model.pkl")
+
+
+def test_module_that_cannot_reach_edgehub_says_so_and_exits_1(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "key.pem"), "-out", str(ca),
+         "-days", "1", "-subj", "/CN=test"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    nobody = "127.0.0.251"  # nothing listens on 8883 there
+    conn = f"HostName=hub;DeviceId=dev;ModuleId=inference;GatewayHostName={nobody};SharedAccessKey=a2V5"
+    result = _app(env={"EdgeHubConnectionString": conn, "EdgeModuleCACertificateFile": str(ca), "HTTP_PORT": "0"})
+    assert result.returncode == 1
+    err = result.stderr.decode()
+    assert "cannot connect to edgeHub" in err
+    assert "Traceback" not in err

@@ -47,13 +47,16 @@ def _kind(value: Any) -> str:
     )
 
 
-def _parse_slowly(body: bytes) -> Any:
-    """orjson first; on failure say precisely why. The stdlib parser accepts NaN and Infinity,
-    so such a body gets "not finite" from the row check rather than a vague "not JSON"."""
+def _parse(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        pass
+        return _diagnose(body)
+
+
+def _diagnose(body: bytes) -> Any:
+    """After orjson refused the body: say precisely why. The stdlib parser accepts NaN and Infinity,
+    so such a body gets "not finite" from the row check rather than a vague "not JSON"."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -98,9 +101,9 @@ class FeatureReader:
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
-            doc = _parse_slowly(body)
+            doc = _diagnose(body)
         if isinstance(doc, str):  # double-encoded: a JSON string holding the JSON document
-            doc = _parse_slowly(doc.encode("utf-8"))
+            doc = _parse(doc.encode("utf-8"))
         if type(doc) is dict:
             if "data" in doc:
                 return self._many(doc["data"], "'data'")

@@ -33,12 +33,12 @@ run: venv
 	$(PY) -m app simulate $(ARGS)
 
 test: venv
-	$(VENV)/bin/ruff check app tests bench deploy images
+	$(VENV)/bin/ruff check app tests bench deploy images localedge
 	$(PY) -m pytest -q
 
 lint: venv
-	$(VENV)/bin/ruff check app tests bench deploy images
-	$(VENV)/bin/ruff format --check app tests bench deploy images
+	$(VENV)/bin/ruff check app tests bench deploy images localedge
+	$(VENV)/bin/ruff format --check app tests bench deploy images localedge
 
 bench: venv
 	$(PY) -m bench

@@ -1,5 +1,5 @@
 """End to end over real MQTT: `python -m app` with its real azure-iot-device client, connected over TLS
-to a real Mosquitto standing in for edgeHub (see tests/edge_broker.py). Nothing of the SDK is mocked.
+to a real Mosquitto standing in for edgeHub (see localedge/). Nothing of the SDK is mocked.
 
 The test side plays edgeHub's router: it publishes to the module's input topic what edgeHub would
 deliver, and reads what the module sends on its output topic.
@@ -24,19 +24,10 @@ import pytest
 
 from app.config import SETTINGS
 from app.scoring import Scorer
-from tests.edge_broker import (
-    Broker,
-    CertAuthority,
-    EdgeClient,
-    EdgeMessage,
-    ModuleProcess,
-    find_mosquitto,
-    inputs_filter,
-    module_environment,
-    outputs_filter,
-    shared_dir,
-    take_session_backlog,
-)
+from localedge.broker import Broker, find_mosquitto, take_session_backlog
+from localedge.certs import CertAuthority, shared_dir
+from localedge.processes import ModuleProcess, module_environment
+from localedge.wire import EdgeClient, EdgeMessage, inputs_filter, outputs_filter
 from tests.helpers import reading, row
 
 DEVICE, MODULE = "edge-test-device", "inference"

@@ -49,6 +49,7 @@ class Settings:
     shutdown_timeout_s: float = 8.0
     http_host: str = "0.0.0.0"  # the module serves its edge network and, with serve, the LAN
     http_port: int = 5001
+    tcp_nodelay: bool = True
     allow_version_mismatch: bool = False
     log_level: str = "INFO"
 
@@ -100,6 +101,7 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "MAX_SENDS_IN_FLIGHT": ("max_sends_in_flight", int, "Output messages being sent at once. Default: 32"),
     "HTTP_HOST": ("http_host", str, "Address of the HTTP endpoint. Default: 0.0.0.0"),
     "HTTP_PORT": ("http_port", int, "HTTP endpoint port (score, health, metrics); 0 turns it off in the module. Default: 5001"),
+    "TCP_NODELAY": ("tcp_nodelay", _bool, "TCP_NODELAY on the MQTT socket to edgeHub (saves ~40 ms per hop). Default: true"),
     "SHUTDOWN_TIMEOUT_S": ("shutdown_timeout_s", float, "Time to finish work in hand on SIGTERM. Default: 8"),
     "ALLOW_VERSION_MISMATCH": (
         "allow_version_mismatch",

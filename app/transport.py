@@ -33,6 +33,7 @@ from azure.iot.device.iothub.pipeline import constant as pipeline_constant
 from .config import Settings
 from .http import Health, start_http
 from .messages import InMessage, OutMessage
+from .mqtt_socket import enable_tcp_nodelay
 from .pipeline import Pipeline
 from .scoring import load_scorer
 
@@ -188,6 +189,7 @@ async def run_module(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     scorer = await asyncio.to_thread(load_scorer, settings.model_dir, settings.score_script, settings.allow_version_mismatch)
+    enable_tcp_nodelay(settings.tcp_nodelay)
     client = await asyncio.to_thread(IoTHubModuleClient.create_from_edge_environment)
     sink = EdgeSink(client, settings.max_sends_in_flight)
     pipeline = Pipeline(settings, scorer, sink)

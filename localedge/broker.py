@@ -138,13 +138,18 @@ class Broker:
         data.mkdir(parents=True, exist_ok=True)
         run.chmod(0o755)
         data.chmod(0o777)  # written by the `mosquitto` user when we are root
-        self.host, self.plain_port = host, free_port(host)
+        # A restart keeps the plain port too, so clients of the local edge reconnect to the same address.
+        keep = self.plain_port if host == self.host and self.plain_port and _port_free(host, self.plain_port) else 0
+        self.host, self.plain_port = host, keep or free_port(host)
         server = self.ca.issue_server_cert(run, ("localhost", "127.0.0.1", host))
         conf = run / "mosquitto.conf"
         conf.write_text(self._config(server, data))
         conf.chmod(0o644)
         with open(self._log_path, "ab") as log:
-            self.process = subprocess.Popen([binary, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            # Its own process group: a terminal's Ctrl-C reaches the local edge only, which stops its brokers in order.
+            self.process = subprocess.Popen(
+                [binary, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=log, stderr=log, process_group=0
+            )
         alive = lambda: self.process is not None and self.process.poll() is None  # noqa: E731
         if wait_for_port(host, self.plain_port, deadline, alive) and wait_for_port(host, self.tls_port, deadline, alive):
             return True

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from localedge.broker import stop_process
@@ -42,6 +42,9 @@ class ModuleProcess:
 
     `ready` is set when a stderr line contains `ready_marker`: the module logs "ready:" once the SDK
     has connected and subscribed to its inputs, so messages published after it are delivered.
+    `executable` runs `args` (a mapped module may be any program); `on_line` sees each stderr line
+    (the local edge writes module logs to files); `own_group` puts the child in its own process
+    group so that a terminal's Ctrl-C reaches only its parent, which stops it in order.
     """
 
     def __init__(
@@ -50,8 +53,14 @@ class ModuleProcess:
         args: Sequence[str] = ("-m", "app"),
         cwd: Path = REPO_ROOT,
         ready_marker: str = " ready:",
+        executable: str = sys.executable,
+        on_line: Callable[[str], None] | None = None,
+        own_group: bool = False,
     ) -> None:
         self.env = dict(env)
+        self.executable = executable
+        self.on_line = on_line
+        self.own_group = own_group
         self.args = list(args)
         self.cwd = cwd
         self.ready_marker = ready_marker
@@ -65,12 +74,13 @@ class ModuleProcess:
 
     def start(self) -> ModuleProcess:
         self.process = subprocess.Popen(
-            [sys.executable, *self.args],
+            [self.executable, *self.args],
             cwd=self.cwd,
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            process_group=0 if self.own_group else None,
         )
         self._reader = threading.Thread(target=self._read, name="module-stderr", daemon=True)
         self._reader.start()
@@ -85,6 +95,8 @@ class ModuleProcess:
                 for text, event in self._watchers:
                     if text in line:
                         event.set()
+            if self.on_line is not None:
+                self.on_line(line)
             if self.ready_marker in line:
                 self.ready.set()
         self.closed.set()

@@ -1,0 +1,175 @@
+"""Command line of the local edge: `python -m localedge run|desired|twin|call ...` (see --help)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from localedge.control import NoEdgeRunning, request
+from localedge.deployment import DeploymentError, load_deployment
+from localedge.edge import LocalEdge
+from localedge.errors import EdgeError
+from localedge.upstream import UpstreamMessage
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m localedge", description="The deployment on this machine: no Docker, no Azure.")
+    sub = p.add_subparsers(dest="verb", required=True)
+    r = sub.add_parser("run", help="run the deployment until Ctrl-C (or --until N upstream messages)")
+    r.add_argument(
+        "--manifest", type=Path, default=None, help="default: deployment.template.json (or a config/deployment.*.json)"
+    )
+    r.add_argument("--env", action="append", default=[], metavar="MODULE:NAME=VALUE", help="set a module's env (repeatable)")
+    r.add_argument(
+        "--command",
+        action="append",
+        default=[],
+        dest="commands",
+        metavar='NAME="CMD"',
+        help="run module NAME as CMD (repeatable)",
+    )
+    r.add_argument("--production-path", action="store_true", help="start modules through a local workload API (IOTEDGE_*)")
+    r.add_argument("--verbose", action="store_true", help="module logs on the terminal too, prefixed by module name")
+    r.add_argument("--keep", action="store_true", help="keep the run directory (logs, broker data) after the run")
+    r.add_argument("--until", type=int, default=None, metavar="N", help="stop once N messages reached $upstream")
+    r.add_argument("--timeout", type=float, default=None, metavar="S", help="with --until: give up after S seconds (exit 1)")
+    r.add_argument("--json", action="store_true", help="each upstream message and the final summary as JSON lines")
+
+    d = sub.add_parser("desired", help="patch a module's desired properties in the running edge")
+    d.add_argument("module")
+    d.add_argument("patch", help="a JSON object, e.g. '{\"SendInterval\": 1}'")
+    t = sub.add_parser("twin", help="print a module's twin in the running edge")
+    t.add_argument("module")
+    c = sub.add_parser("call", help="invoke a direct method of a module in the running edge")
+    c.add_argument("module")
+    c.add_argument("method")
+    c.add_argument("payload", nargs="?", default="null", help="JSON (default null)")
+    c.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer (default 30; IoT Hub answers 504)")
+    return p
+
+
+def describe(msg: UpstreamMessage) -> str:
+    """One short human line for an upstream message."""
+    head = f"{msg.module}/{msg.output} cid={msg.correlation_id or '-'}"
+    body = msg.json_body()
+    if msg.errors:
+        code = body.get("code") if isinstance(body, dict) else None
+        return f"{head} error={code or '?'}"
+    if isinstance(body, dict) and isinstance(body.get("predictions"), list):
+        return f"{head} predictions={len(body['predictions'])}"
+    if isinstance(body, dict) and "label" in body:
+        probability = body.get("probability")
+        return f"{head} {body['label']}" + (f" p={probability:.3f}" if isinstance(probability, float) else "")
+    return f"{head} {len(msg.body)} bytes"
+
+
+class Printer:
+    """Prints upstream messages as they arrive (the recorder calls it in arrival order)."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.since = time.perf_counter()
+
+    def __call__(self, msg: UpstreamMessage) -> None:
+        line = json.dumps(msg.to_json(self.since)) if self.as_json else describe(msg)
+        print(line, flush=True)
+
+
+def _raise_interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        deployment = load_deployment(args.manifest, args.env, args.commands)
+    except DeploymentError as err:
+        print(f"error: cannot run the deployment; {len(err.problems)} problem(s):\n{err}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.timeout is not None and args.until is None:
+        print("error: --timeout goes with --until N", file=sys.stderr)
+        return EXIT_USAGE
+    printer = Printer(args.json)
+    edge = LocalEdge(
+        deployment, production_path=args.production_path, verbose=args.verbose, on_upstream=printer, keep_run_dir=args.keep
+    )
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # stop like Ctrl-C: the finally below stops every child
+    code = EXIT_OK
+    try:
+        edge.start()
+        printer.since = edge.ready_at or printer.since
+        names = ", ".join(f"{name} (pid {m.pid})" for name, m in edge.modules.items())
+        print(f"local edge ready: {names}; run dir {edge.run_dir}", file=sys.stderr, flush=True)
+        if args.until is not None:
+            code = EXIT_OK if edge.upstream.wait_for(args.until, args.timeout) else EXIT_FAILED
+            if code:
+                print(f"timeout: {edge.upstream.count} of {args.until} upstream messages in {args.timeout:g}s", file=sys.stderr)
+        else:
+            print("Ctrl-C stops everything", file=sys.stderr, flush=True)
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    except EdgeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        code = EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        edge.stop()
+    summary = edge.upstream.summary(edge.ready_at)
+    if args.json:
+        print(json.dumps({"summary": True, "reached": code == EXIT_OK, **summary}), flush=True)
+    else:
+        print(f"summary: {json.dumps(summary)}", file=sys.stderr)
+    return code
+
+
+def control(args: argparse.Namespace) -> int:
+    try:
+        if args.verb == "desired":
+            answer = request({"command": "desired", "module": args.module, "patch": json.loads(args.patch)})
+        elif args.verb == "twin":
+            answer = request({"command": "twin", "module": args.module})
+        else:
+            message = {"command": "call", "module": args.module, "method": args.method, "payload": json.loads(args.payload)}
+            answer = request({**message, "timeout": args.timeout}, timeout=args.timeout + 10)
+    except json.JSONDecodeError as err:
+        print(f"error: not JSON: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except NoEdgeRunning as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except EdgeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    if "error" in answer:
+        print(f"error: {answer['error']}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.verb == "desired":
+        print(answer["version"])
+        return EXIT_OK
+    if args.verb == "twin":
+        print(json.dumps(answer["twin"], indent=2))
+        return EXIT_OK
+    print(f"{answer['status']} {json.dumps(answer['payload'])}")
+    return EXIT_OK if answer["status"] < 400 else EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.verb == "run":
+        return run(args)
+    return control(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""The deployment manifest as the local edge runs it: modules, the commands that stand in for their images,
+their environment and desired properties, and the routes.
+
+Reads `deployment.template.json` (placeholders unexpanded) or a deployed `config/deployment.<platform>.json`.
+`${VAR}` placeholders in module env values and desired properties are expanded by deploy.manifest's code
+(.env, with the process environment on top). Every problem is collected and reported before anything starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy.manifest import AGENT, HUB, ROUTE, SOURCE_MODULE, ManifestError, dig, expand, load_env, load_json, variable_resolver
+from localedge.errors import EdgeError
+from localedge.processes import REPO_ROOT
+from localedge.routes import ModuleInput, Route, RouteError, parse_routes, referenced_modules
+
+DEFAULT_MANIFEST = REPO_ROOT / "deployment.template.json"
+MODULE_JSON = REPO_ROOT / "module.json"
+SENSOR_IMAGE = "mcr.microsoft.com/azureiotedge-simulated-temperature-sensor:"
+OUR_IMAGE_PLACEHOLDER = re.compile(r"^\$\{MODULES\.(?P<name>[^.}]+)(?:\.[^}]+)?\}$")
+
+INFERENCE, SENSOR, MAPPED = "inference", "sensor", "mapped"
+KIND_COMMANDS = {INFERENCE: ("python", "-m", "app"), SENSOR: ("python", "-m", "sensor")}
+
+
+class DeploymentError(EdgeError):
+    """The manifest or the arguments cannot be run; `problems` lists every one."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(dict.fromkeys(problems))
+        super().__init__("\n".join(f"- {p}" for p in self.problems))
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """One module of the deployment, as the local edge starts it."""
+
+    name: str
+    image: str
+    kind: str  # INFERENCE (our repository's module), SENSOR (Microsoft's simulated sensor) or MAPPED (--command)
+    status: str
+    command: tuple[str, ...]  # program first; "python" means this interpreter
+    env: Mapping[str, str] = field(default_factory=dict)
+    desired: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return self.status != "stopped"
+
+    @property
+    def argv(self) -> list[str]:
+        program, *args = self.command
+        return [sys.executable if program in ("python", "python3") else program, *args]
+
+    @property
+    def error_output(self) -> str | None:
+        """The output our inference module sends error records on (None for other modules)."""
+        if self.kind != INFERENCE:
+            return None
+        return self.env.get("ERROR_OUTPUT_NAME") or "errorOutput"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    source: Path
+    modules: Mapping[str, ModuleSpec]
+    routes: Sequence[Route]
+
+    @property
+    def running(self) -> list[ModuleSpec]:
+        return [m for m in self.modules.values() if m.running]
+
+    def start_waves(self) -> list[list[str]]:
+        """Running modules grouped so that every route's target starts (and is subscribed) before its source.
+
+        A module's messages sent before its target subscribed would be lost (edgeHub would store them).
+        """
+        running = {m.name for m in self.running}
+        targets: dict[str, set[str]] = {name: set() for name in running}
+        for route in self.routes:
+            if not isinstance(route.sink, ModuleInput) or route.sink.module not in running:
+                continue
+            for source in route_sources(route, running):
+                if source != route.sink.module:
+                    targets[source].add(route.sink.module)
+        depth: dict[str, int] = {}
+
+        def visit(name: str, path: frozenset[str]) -> int:
+            if name not in depth:
+                nexts = [visit(t, path | {name}) for t in targets[name] if t not in path]  # a cycle ends the chain
+                depth[name] = 1 + max(nexts, default=-1)
+            return depth[name]
+
+        for name in running:
+            visit(name, frozenset())
+        waves: dict[int, list[str]] = {}
+        for name in (m.name for m in self.running):  # manifest order within a wave
+            waves.setdefault(depth[name], []).append(name)
+        return [waves[d] for d in sorted(waves)]
+
+
+def route_sources(route: Route, modules: Iterable[str]) -> set[str]:
+    """The modules whose messages a route reads (all of them for `/messages/*`)."""
+    match = ROUTE.match(route.text)
+    source = SOURCE_MODULE.match(match["source"]) if match else None
+    return {source["module"]} if source else set(modules)
+
+
+def parse_assignments(values: Iterable[str], what: str, problems: list[str]) -> list[tuple[str, str]]:
+    """`NAME=VALUE` pairs (as --env MODULE:NAME=VALUE and --command NAME=CMD give them)."""
+    pairs = []
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            problems.append(f"{what} {value!r}: use {'MODULE:NAME=VALUE' if what == '--env' else 'NAME=COMMAND'}")
+            continue
+        pairs.append((key, rest))
+    return pairs
+
+
+def our_repository_name(module_json: Path) -> str | None:
+    """The image name of this repository's module (`edge-inference`), to recognise it in a deployed manifest."""
+    try:
+        repository = dig(json.loads(module_json.read_text(encoding="utf-8")), "image", "repository")
+    except (OSError, json.JSONDecodeError):
+        return None
+    return repository.rsplit("/", 1)[-1] if isinstance(repository, str) and repository else None
+
+
+def image_kind(image: str, our_module: str, our_repository: str | None) -> str | None:
+    placeholder = OUR_IMAGE_PLACEHOLDER.match(image)
+    if placeholder and placeholder["name"] == our_module:
+        return INFERENCE
+    name = image.rsplit("/", 1)[-1].split(":", 1)[0]
+    if our_repository and not image.startswith("${") and name == our_repository:
+        return INFERENCE
+    if image.startswith(SENSOR_IMAGE):
+        return SENSOR
+    return None
+
+
+def read_variables(env_file: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """Variables for `${VAR}`: .env if there is one (a local run does not need the registry's), the environment on top."""
+    if not env_file.is_file():
+        return dict(environ)
+    try:
+        return load_env(env_file, environ)[0]
+    except ManifestError:
+        return dict(environ)
+
+
+def env_values(env: Any, module: str, problems: list[str]) -> dict[str, str]:
+    """A module's `env` ({"NAME": {"value": ...}}) as strings; JSON numbers and booleans as JSON writes them."""
+    out: dict[str, str] = {}
+    for name, entry in (env or {}).items():
+        value = entry.get("value") if isinstance(entry, dict) else None
+        if value is None:
+            problems.append(f'module \'{module}\': env {name} has no value (write {{"{name}": {{"value": ...}}}})')
+            continue
+        out[name] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def load_deployment(
+    manifest: Path | None = None,
+    env: Iterable[str] = (),
+    commands: Iterable[str] = (),
+    *,
+    env_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    our_module: str = "inference",
+    module_json: Path = MODULE_JSON,
+) -> Deployment:
+    """Read and check a manifest; `env` is `MODULE:NAME=VALUE` overrides, `commands` `NAME=COMMAND` mappings.
+
+    Raises DeploymentError naming every problem.
+    """
+    path = manifest or DEFAULT_MANIFEST
+    problems: list[str] = []
+    loaded: list[Any] = []
+    doc = load_json(path, loaded, "pass --manifest <path>, or run from the repository root")
+    if doc is None:
+        raise DeploymentError([str(p) for p in loaded])
+    variables = read_variables(env_file or path.parent / ".env", os.environ if environ is None else environ)
+
+    overrides: dict[str, dict[str, str]] = {}
+    for key, value in parse_assignments(env, "--env", problems):
+        module, sep, name = key.partition(":")
+        if not sep or not module or not name:
+            problems.append(f"--env {key}={value}: use MODULE:NAME=VALUE")
+            continue
+        overrides.setdefault(module, {})[name] = value
+    mapped = {name: tuple(shlex.split(command)) for name, command in parse_assignments(commands, "--command", problems)}
+    problems += [f"--command {name}=: give the command to run" for name, argv in mapped.items() if not argv]
+
+    raw_modules = dig(doc, *AGENT, "modules")
+    if not isinstance(raw_modules, dict) or not raw_modules:
+        problems.append(f"{path}: no modules under $edgeAgent's desired properties")
+        raw_modules = {}
+    our_repository = our_repository_name(module_json)
+    modules: dict[str, ModuleSpec] = {}
+    expanded: list[Any] = []
+    resolve = variable_resolver(variables, env_file or path.parent / ".env")
+    for name, raw in raw_modules.items():
+        image = str(dig(raw, "settings", "image") or "")
+        kind = MAPPED if name in mapped else image_kind(image, our_module, our_repository)
+        if kind is None:
+            problems.append(
+                f"module '{name}': no local command for image '{image}'; map it with --command {name}=\"python -m <package>\""
+            )
+            continue
+        module_env = env_values(expand(dig(raw, "env"), resolve, str(path), expanded), name, problems)
+        if kind == INFERENCE and "HTTP_PORT" not in overrides.get(name, {}):
+            module_env["HTTP_PORT"] = "0"  # several runs (and the user's own `serve`) must not compete for a port
+        module_env.update(overrides.get(name, {}))
+        desired = dig(doc, "modulesContent", name, "properties.desired") or {}
+        modules[name] = ModuleSpec(
+            name=name,
+            image=image,
+            kind=kind,
+            status=str(dig(raw, "status") or "running"),
+            command=mapped.get(name) or KIND_COMMANDS[kind],
+            env=module_env,
+            desired=expand(desired, resolve, str(path), expanded),
+        )
+    problems += [str(p) for p in expanded]
+    known = set(raw_modules)
+    problems += [f"--env {m}:...: there is no module '{m}' in {path}" for m in overrides if m not in known]
+    problems += [f"--command {m}=...: there is no module '{m}' in {path}" for m in mapped if m not in known]
+
+    routes: list[Route] = []
+    raw_routes = dig(doc, *HUB, "routes")
+    try:
+        routes = parse_routes(raw_routes if isinstance(raw_routes, dict) else {})
+    except RouteError as err:
+        problems += [f"route: {p}" for p in err.problems]
+    unknown = sorted(referenced_modules(routes) - known)
+    if unknown:
+        problems.append(f"routes name modules that are not in the deployment: {', '.join(unknown)} (modules: {', '.join(known)})")
+    if problems:
+        raise DeploymentError(problems)
+    return Deployment(path, modules, routes)

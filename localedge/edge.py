@@ -1,0 +1,250 @@
+"""LocalEdge: a whole deployment on one machine, with no Docker and no Azure.
+
+Per run: one temp directory (removed at the end) holding a throwaway CA, one Mosquitto per module (edgeHub's
+stand-in, on its own 127.0.0.N:8883), the control socket and the module logs. The hub routes between the
+brokers, each module's twin is served on its broker, and the modules run as children on their real SDK
+clients (simulator-path variables, or the production path through a local workload API).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import secrets
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from app.config import SETTINGS
+from localedge.broker import Broker
+from localedge.certs import CertAuthority, shared_dir
+from localedge.control import ControlServer
+from localedge.deployment import Deployment, ModuleSpec
+from localedge.errors import EdgeError
+from localedge.hub import Hub
+from localedge.processes import REPO_ROOT, ModuleProcess, module_environment
+from localedge.twin import Twin
+from localedge.upstream import UpstreamMessage, UpstreamRecorder
+
+log = logging.getLogger(__name__)
+
+DEVICE_ID = "localedge-device"
+HUB_HOSTNAME = "localedge.azure-devices.net"  # only named in connection strings: nothing connects to it
+READY_TIMEOUT_S = 60.0  # the inference module loads its model before it connects
+STOP_TIMEOUT_S = 20.0  # the inference module's SHUTDOWN_TIMEOUT_S (8) + its client shutdown (5) + margin
+
+
+class LocalEdge:
+    """Start with start() (or `with`), stop with stop(): idempotent, also registered with atexit."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        *,
+        device_id: str = DEVICE_ID,
+        production_path: bool = False,
+        verbose: bool = False,
+        on_upstream: Callable[[UpstreamMessage], None] | None = None,
+        control: bool = True,
+        keep_run_dir: bool = False,
+        ready_timeout: float = READY_TIMEOUT_S,
+        stop_timeout: float = STOP_TIMEOUT_S,
+    ) -> None:
+        self.deployment = deployment
+        self.device_id = device_id
+        self.production_path = production_path
+        self.verbose = verbose
+        self.use_control = control
+        self.keep_run_dir = keep_run_dir
+        self.ready_timeout = ready_timeout
+        self.stop_timeout = stop_timeout
+        self.specs = {m.name: m for m in deployment.running}
+        self.upstream = UpstreamRecorder({m.name: m.error_output for m in self.specs.values()}, on_upstream)
+        self.run_dir: Path | None = None
+        self.ca: CertAuthority | None = None
+        self.brokers: dict[str, Broker] = {}
+        self.twins: dict[str, Twin] = {}
+        self.hub: Hub | None = None
+        self.modules: dict[str, ModuleProcess] = {}
+        self.exit_codes: dict[str, int | None] = {}
+        self.control: ControlServer | None = None
+        self.workload: Any = None
+        self.ready_at: float | None = None
+        self._logs: dict[str, IO[str]] = {}
+        self._start_order: list[str] = []
+        self._stop_lock = threading.Lock()
+        self._stopped = False
+
+    # --- start ------------------------------------------------------------------------------------
+
+    def start(self) -> LocalEdge:
+        """Everything up, every module ready; on any failure everything started is stopped and EdgeError raised."""
+        atexit.register(self.stop)
+        try:
+            self.run_dir = shared_dir("localedge-run-")
+            (self.run_dir / "logs").mkdir()
+            self.ca = CertAuthority.create(self.run_dir / "ca")
+            for name in self.specs:
+                self.brokers[name] = Broker(self.ca, self.run_dir / "brokers" / name).start()
+            # Routes and twins are served before any module connects: nothing a module sends at start is lost.
+            self.hub = Hub(self.device_id, self.deployment.routes, self.brokers, self.upstream).start()
+            for name, spec in self.specs.items():
+                self.twins[name] = Twin(self.brokers[name], name, spec.desired).start()
+            if self.production_path:
+                self._start_workload()
+            for wave in self.deployment.start_waves():
+                self._start_wave(wave)
+            if self.use_control:
+                self.control = ControlServer(self.run_dir / "control.sock", self.handle_control).start()
+            self.ready_at = time.perf_counter()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_workload(self) -> None:
+        from localedge.workload import WorkloadAPI
+
+        assert self.run_dir is not None and self.ca is not None
+        self.workload = WorkloadAPI(self.run_dir / "workload.sock", self.ca.cert.read_text())
+        self.workload.start()
+
+    def _environment(self, spec: ModuleSpec) -> dict[str, str]:
+        broker = self.brokers[spec.name]
+        if self.production_path:
+            from localedge.workload import production_environment
+
+            generation_id = secrets.token_hex(8)
+            self.workload.add_module(spec.name, generation_id)
+            edge_env = production_environment(
+                self.workload,
+                hub_hostname=HUB_HOSTNAME,
+                device_id=self.device_id,
+                module_id=spec.name,
+                generation_id=generation_id,
+                gateway_host=broker.host,
+            )
+        else:
+            edge_env = broker.module_env(self.device_id, spec.name, HUB_HOSTNAME)
+        # The manifest (and --env) set the module's settings, not whatever this shell exported.
+        return module_environment({**spec.env, **edge_env}, drop=SETTINGS)
+
+    def _start_wave(self, names: list[str]) -> None:
+        """Start these modules together and wait until each is ready (bounded)."""
+        for name in names:
+            spec = self.specs[name]
+            assert self.run_dir is not None
+            self._logs[name] = open(self.run_dir / "logs" / f"{name}.log", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+            argv = spec.argv
+            module = ModuleProcess(
+                self._environment(spec),
+                args=argv[1:],
+                executable=argv[0],
+                cwd=REPO_ROOT,
+                on_line=lambda line, n=name: self._log_line(n, line),
+                own_group=True,
+            )
+            self.modules[name] = module
+            self._start_order.append(name)
+            try:
+                module.start()
+            except OSError as exc:
+                raise EdgeError(f"module '{name}': cannot run {' '.join(argv)}: {exc}") from None
+        deadline = time.monotonic() + self.ready_timeout
+        for name in names:
+            try:
+                self.modules[name].wait_ready(max(0.1, deadline - time.monotonic()))
+            except EdgeError as exc:
+                raise EdgeError(f"module '{name}' ({' '.join(self.specs[name].command)}) did not start: {exc}") from None
+            log.info("module %s ready (pid %d)", name, self.modules[name].pid)
+
+    def _log_line(self, module: str, line: str) -> None:
+        with contextlib.suppress(ValueError, OSError):  # the file is closed while the last lines come in
+            self._logs[module].write(line + "\n")
+        if self.verbose:
+            print(f"{module} | {line}", file=sys.stderr, flush=True)
+
+    # --- stop -------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop every child by PID (modules senders first, then the hub, twins and brokers); remove the run dir."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        atexit.unregister(self.stop)
+        if self.control is not None:
+            self.control.stop()
+        for name in reversed(self._start_order):  # sources before their targets: targets finish what they got
+            self.exit_codes[name] = self.modules[name].stop(self.stop_timeout)
+        if self.hub is not None:
+            self.hub.stop()
+        for twin in self.twins.values():
+            twin.stop()
+        for broker in self.brokers.values():
+            broker.stop()
+        if self.workload is not None:
+            with contextlib.suppress(Exception):
+                self.workload.stop()
+        for file in self._logs.values():
+            file.close()
+        if self.run_dir is not None and not self.keep_run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalEdge:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- twins, methods and control ---------------------------------------------------------------
+
+    def twin(self, module: str) -> Twin:
+        try:
+            return self.twins[module]
+        except KeyError:
+            raise EdgeError(f"no running module '{module}' (running: {', '.join(self.twins) or 'none'})") from None
+
+    def patch_desired(self, module: str, patch: dict[str, Any]) -> int:
+        return self.twin(module).patch_desired(patch)
+
+    def invoke(self, module: str, method: str, payload: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
+        return self.twin(module).invoke(method, payload, timeout)
+
+    def wait_reported(self, module: str, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any] | None:
+        return self.twin(module).wait_reported(predicate, timeout)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "device": self.device_id,
+            "run_dir": str(self.run_dir),
+            "modules": {
+                name: {
+                    "pid": m.pid,
+                    "running": m.process is not None and m.process.poll() is None,
+                    "broker": self.brokers[name].host,
+                }
+                for name, m in self.modules.items()
+            },
+            "upstream": self.upstream.summary(self.ready_at),
+        }
+
+    def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A control request (see control.py) → its answer."""
+        command = request.get("command")
+        if command == "desired":
+            return {"module": request["module"], "version": self.patch_desired(request["module"], request["patch"])}
+        if command == "twin":
+            return {"module": request["module"], "twin": self.twin(request["module"]).document()}
+        if command == "call":
+            timeout = float(request.get("timeout", 30.0))
+            status, payload = self.invoke(request["module"], request["method"], request.get("payload"), timeout)
+            return {"status": status, "payload": payload}
+        if command == "status":
+            return self.status()
+        raise EdgeError(f"unknown command {command!r}")

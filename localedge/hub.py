@@ -1,0 +1,103 @@
+"""edgeHub's routing: every module's outputs, along the deployment's routes, to module inputs or `$upstream`.
+
+Per module broker one Link subscribed to that module's outputs. Each message becomes a `routes.Message`
+(properties without `$.on`, whose value is the output name), goes to each distinct destination once, and
+is forwarded at QoS 1 to the target's input topic on the target's broker, with `$.mid`, `$.cid`, `$.ct`,
+`$.ce` and custom properties kept, `$.on` stripped, and `$.cdid` (device) and `$.cmid` (source module)
+added as edgeHub does. One source is handled on one thread in arrival order, so per-source order holds.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+
+from localedge.broker import Broker
+from localedge.link import Link
+from localedge.routes import Message, ModuleInput, Route, destinations
+from localedge.upstream import KEEP, UpstreamRecorder
+from localedge.wire import EdgeMessage, input_topic, outputs_filter
+
+log = logging.getLogger(__name__)
+
+
+def forwarded_properties(properties: Mapping[str, str], device_id: str, source: str) -> dict[str, str]:
+    """What edgeHub passes on: everything but `$.on`, plus the connection's device and module ids."""
+    props = {k: v for k, v in properties.items() if k not in ("$.on", "$.cdid", "$.cmid")}
+    props["$.cdid"], props["$.cmid"] = device_id, source
+    return props
+
+
+class Hub:
+    """Routes between the modules' brokers; `$upstream` goes to `upstream`."""
+
+    def __init__(
+        self, device_id: str, routes: Sequence[Route], brokers: Mapping[str, Broker], upstream: UpstreamRecorder
+    ) -> None:
+        self.device_id = device_id
+        self.routes = list(routes)
+        self.brokers = dict(brokers)
+        self.upstream = upstream
+        self.links: dict[str, Link] = {}
+        self._lock = threading.Lock()
+        self.received: collections.Counter[str] = collections.Counter()  # per source module
+        self.forwarded: collections.Counter[str] = collections.Counter()  # per target module
+        self.dropped: collections.Counter[str] = collections.Counter()  # per reason
+        self.sent_ids: dict[str, collections.deque[str]] = {}  # per source: recent message ids, in order
+        self._changed = threading.Condition(self._lock)
+
+    def start(self, timeout: float = 10.0) -> Hub:
+        for module, broker in self.brokers.items():
+            self.sent_ids[module] = collections.deque(maxlen=KEEP)
+            link = Link(broker, f"localedge-hub-{module}", lambda msg, at, m=module: self._route(m, msg, at))
+            self.links[module] = link.connect(timeout)
+            link.subscribe(outputs_filter(self.device_id, module), timeout)
+        return self
+
+    def _route(self, source: str, msg: EdgeMessage, at: float) -> None:
+        output = msg.properties.get("$.on", "")
+        message = Message(source, output, msg.body, {k: v for k, v in msg.properties.items() if k != "$.on"})
+        props = forwarded_properties(msg.properties, self.device_id, source)
+        sinks = destinations(self.routes, message)
+        if any(isinstance(s, ModuleInput) for s in sinks) and msg.message_id:
+            self.upstream.seen(msg.message_id, at)
+        for sink in sinks:
+            if not isinstance(sink, ModuleInput):
+                self.upstream.record(source, output, props, msg.body, at)
+            elif (link := self.links.get(sink.module)) is None:
+                self._count(self.dropped, f"{sink.module} is not running")
+            else:
+                link.publish(input_topic(self.device_id, sink.module, sink.input, props), msg.body)
+                self._count(self.forwarded, sink.module)
+        if not sinks:
+            self._count(self.dropped, f"no route from {source}/{output or '(no output)'}")
+        with self._lock:
+            self.received[source] += 1
+            if msg.message_id:
+                self.sent_ids[source].append(msg.message_id)
+            self._changed.notify_all()
+
+    def _count(self, counter: collections.Counter[str], key: str) -> None:
+        with self._lock:
+            counter[key] += 1
+
+    def wait_received(self, source: str, count: int, timeout: float) -> bool:
+        """True once `count` messages from `source` have been routed."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.received[source] >= count, timeout)
+
+    def message_ids(self, source: str) -> list[str]:
+        with self._lock:
+            return list(self.sent_ids.get(source, ()))
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Return once every broker has taken everything forwarded so far (a barrier on each link)."""
+        for link in self.links.values():
+            link.barrier(timeout)
+
+    def stop(self) -> None:
+        for link in self.links.values():
+            link.close()
+        self.links.clear()

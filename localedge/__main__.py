@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     edge = LocalEdge(
         deployment, production_path=args.production_path, verbose=args.verbose, on_upstream=printer, keep_run_dir=args.keep
     )
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # stop like Ctrl-C: the finally below stops every child
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # stop like Ctrl-C: the finally below stops every child
+        signal.signal(sig, _raise_interrupt)
     code = EXIT_OK
     try:
         edge.start()
@@ -122,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         code = EXIT_FAILED
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
         edge.stop()
     summary = edge.upstream.summary(edge.ready_at)
     if args.json:

@@ -94,7 +94,7 @@ class LocalEdge:
             # Routes and twins are served before any module connects: nothing a module sends at start is lost.
             self.hub = Hub(self.device_id, self.deployment.routes, self.brokers, self.upstream).start()
             for name, spec in self.specs.items():
-                self.twins[name] = Twin(self.brokers[name], name, spec.desired).start()
+                self.twins[name] = Twin(self.brokers[name], self.device_id, name, spec.desired).start()
             if self.production_path:
                 self._start_workload()
             for wave in self.deployment.start_waves():

@@ -11,6 +11,10 @@ Wire format (azure-iot-device 2.x, iothub/pipeline/mqtt_topic_iothub.py and pipe
 - methods: `$iothub/methods/POST/{name}/?$rid=R` with a JSON payload (the SDK json-decodes it, empty = null);
   the module answers `$iothub/methods/res/{status}/?$rid=R` with json.dumps(payload). No answer within the
   timeout → 504, as IoT Hub answers.
+
+The SDK's ensure_desired_properties GETs the twin on connect before it has subscribed to `$iothub/twin/res/#`
+(seen in 2.14.0 when the patch handler is set before connecting), so on a fresh broker the answer would go
+nowhere. start() therefore gives the module's persistent session that one subscription before it connects.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ from typing import Any
 
 from localedge.broker import Broker
 from localedge.link import Link
-from localedge.wire import EdgeMessage, decode_properties
+from localedge.wire import EdgeClient, EdgeMessage, decode_properties
 
 log = logging.getLogger(__name__)
 
+TWIN_RESPONSES = "$iothub/twin/res/#"
 TWIN_GET = "$iothub/twin/GET/"
 TWIN_REPORTED = "$iothub/twin/PATCH/properties/reported/"
 METHOD_RESPONSE = "$iothub/methods/res/"
@@ -67,8 +72,9 @@ def request_id(topic: str) -> str | None:
 class Twin:
     """One module's twin (desired from the manifest, version 1) and its direct methods."""
 
-    def __init__(self, broker: Broker, module: str, desired: Mapping[str, Any]) -> None:
+    def __init__(self, broker: Broker, device_id: str, module: str, desired: Mapping[str, Any]) -> None:
         self.broker = broker
+        self.device_id = device_id
         self.module = module
         self._cond = threading.Condition()
         self.desired: dict[str, Any] = copy.deepcopy(dict(desired))
@@ -79,6 +85,12 @@ class Twin:
         self.link: Link | None = None
 
     def start(self, timeout: float = 10.0) -> Twin:
+        """Serve the twin; call before the module first connects (see the module doc)."""
+        session = EdgeClient(self.broker.host, self.broker.plain_port, f"{self.device_id}/{self.module}", clean_session=False)
+        try:
+            session.connect(timeout).subscribe(TWIN_RESPONSES, timeout)
+        finally:
+            session.close()
         self.link = Link(self.broker, f"localedge-twin-{self.module}", self._on_message).connect(timeout)
         for topic in (TWIN_GET + "#", TWIN_REPORTED + "#", METHOD_RESPONSE + "#"):
             self.link.subscribe(topic, timeout)

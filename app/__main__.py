@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from .config import ConfigError, Settings, load_settings
@@ -67,6 +68,17 @@ def _configure_logging(settings: Settings) -> None:
     # The SDK logs every connection step at INFO; keep it to warnings unless asked.
     if settings.log_level.upper() != "DEBUG":
         logging.getLogger("azure.iot.device").setLevel(logging.WARNING)
+
+
+def _reason(exc: BaseException | None) -> str:
+    """The error and its causes: the SDK wraps the useful part (e.g. the workload API's refusal) in generic errors."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        parts.append(str(exc) or repr(exc))
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return ": ".join(parts)
 
 
 def _health(settings: Settings) -> int:
@@ -154,12 +166,14 @@ def main(argv: list[str] | None = None) -> int:
             where = args.model_dir or settings.model_dir
             print(f"registered {manifest.name} v{manifest.version} ({manifest.sha256[:12]}) in {where}")
             return 0
-    except (ModelDirError, ScriptLoadError, RegisterError, ConfigError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if command == "module":
+    except (ModelDirError, ScriptLoadError, RegisterError, ConfigError, ValueError, OSError) as exc:
+        print(f"error: {_reason(exc)}", file=sys.stderr)
+        if command == "module" and os.environ.get("IOTEDGE_WORKLOADURI"):
+            uri = os.environ["IOTEDGE_WORKLOADURI"]
+            print(
+                f"hint: the IoT Edge workload API at {uri} could not be used (is the IoT Edge runtime running?)", file=sys.stderr
+            )
+        elif command == "module" and isinstance(exc, OSError):
             print(
                 "hint: `python -m app` talks to edgeHub and needs an IoT Edge environment; "
                 "try `python -m app simulate` to run without Azure.",

@@ -44,6 +44,7 @@ class Settings:
     aggregate: bool = False
     aggregate_max_bytes: int = METERING_BLOCK_BYTES
     aggregate_max_delay_ms: float = 1000.0
+    threshold: float | None = None  # decision threshold of a binary probabilistic model; None: the script's own rule
     error_input_max_bytes: int = 1024
     max_sends_in_flight: int = 32
     shutdown_timeout_s: float = 8.0
@@ -52,6 +53,7 @@ class Settings:
     tcp_nodelay: bool = True
     allow_version_mismatch: bool = False
     log_level: str = "INFO"
+    report_interval_s: float = 30.0
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed, validated like one read from the environment."""
@@ -62,6 +64,10 @@ class Settings:
 
 def _names(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _optional_float(value: str) -> float | None:
+    return None if value.strip().lower() in ("", "none", "null") else float(value)
 
 
 def _bool(value: str) -> bool:
@@ -97,6 +103,11 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "Size budget of one aggregated message (body + properties). Default: 4096",
     ),
     "AGGREGATE_MAX_DELAY_MS": ("aggregate_max_delay_ms", float, "Longest a partly filled aggregate waits. Default: 1000"),
+    "THRESHOLD": (
+        "threshold",
+        _optional_float,
+        "Probability of the positive (last) class from which a binary model says that class. Default: the script's argmax",
+    ),
     "ERROR_INPUT_MAX_BYTES": ("error_input_max_bytes", int, "Bytes of the input copied into an error record. Default: 1024"),
     "MAX_SENDS_IN_FLIGHT": ("max_sends_in_flight", int, "Output messages being sent at once. Default: 32"),
     "HTTP_HOST": ("http_host", str, "Address of the HTTP endpoint. Default: 0.0.0.0"),
@@ -109,10 +120,12 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "Load a model trained with other library versions. Default: false",
     ),
     "LOG_LEVEL": ("log_level", str, "DEBUG, INFO, WARNING or ERROR. Default: INFO"),
+    "REPORT_INTERVAL_S": ("report_interval_s", float, "Most often counters are reported to the twin. Default: 30"),
 }
 
 
-def _validate(s: Settings) -> list[str]:
+def validate(s: Settings) -> list[str]:
+    """Every problem of a set of settings, one line each naming the environment variable."""
     problems: list[str] = []
 
     def need(ok: bool, name: str, text: str) -> None:
@@ -145,13 +158,16 @@ def _validate(s: Settings) -> list[str]:
         "LOG_LEVEL",
         f"{s.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR",
     )
+    if s.threshold is not None:
+        need(0 < s.threshold < 1, "THRESHOLD", f"{s.threshold} must be between 0 and 1 (exclusive)")
+    need(s.report_interval_s >= 1, "REPORT_INTERVAL_S", f"{s.report_interval_s} must be at least 1")
     for path in s.features:
         need(all(path.split(".")), "FEATURES", f"{path!r} has an empty part")
     return problems
 
 
 def _checked(settings: Settings) -> Settings:
-    problems = _validate(settings)
+    problems = validate(settings)
     if problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
     return settings

@@ -22,18 +22,18 @@ from dataclasses import dataclass
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from .config import Settings
-from .messages import InMessage, OutMessage
+from .messages import OutMessage
 from .pipeline import Pipeline
+from .requests import score_request
 from .scoring import load_scorer
 
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-REPLY_TIMEOUT_S = 30.0
 RETRY_AFTER_S = "1"
 
 
@@ -64,7 +64,7 @@ class PipelineCollector(Collector):
             ("predictions", "Messages that got a prediction", stats.predictions),
             ("rows", "Feature rows scored", stats.rows),
             ("output_messages", "Output messages handed to edgeHub", stats.output_messages),
-            ("batches", "run() calls", p.processor.run_calls),
+            ("batches", "run() calls", stats.model.run_calls),
             ("queue_full_waits", "Times intake waited for room in the queue", p.batcher.queue_full_waits),
             ("refused", "HTTP requests refused with 503 because the queue was full", stats.refused),
             ("send_failures", "Outputs the sink refused", stats.send_failures),
@@ -74,6 +74,14 @@ class PipelineCollector(Collector):
         for code, count in sorted(stats.errors_by_code.items()):
             errors.add_metric([code], count)
         yield errors
+        for name, help_text, histogram in (
+            ("batch_rows", "Feature rows per run() call", stats.model.batch_rows),
+            ("scoring_seconds", "Duration of one run() call", stats.model.scoring_seconds),
+            ("latency_seconds", "Intake to output handed to edgeHub or the HTTP reply, per message", stats.latency_seconds),
+        ):
+            family = HistogramMetricFamily(f"{prefix}_{name}", help_text)
+            family.add_metric([], histogram.buckets(), histogram.total)
+            yield family
         yield GaugeMetricFamily(f"{prefix}_queue_depth", "Messages waiting for the model", value=p.batcher.depth)
         info = InfoMetricFamily(f"{prefix}_model", "The model in use")
         info.add_metric([], {"name": manifest.name, "version": str(manifest.version), "sha256": manifest.sha256})
@@ -86,27 +94,15 @@ def make_app(pipeline: Pipeline, health: Health) -> web.Application:
     max_bytes = pipeline.settings.max_message_bytes
 
     async def score(request: web.Request) -> web.Response:
-        if not health.ready:
-            return _json(503, {"code": "not_ready", "reason": f"the module is {health.status}"}, **{"Retry-After": RETRY_AFTER_S})
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             reason = f"body is over the {max_bytes}-byte limit (MAX_MESSAGE_BYTES)"
             return _json(413, {"code": "oversized", "reason": reason})
-        reply: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         request_id = request.headers.get("x-ms-request-id") or request.headers.get("x-request-id") or uuid.uuid4().hex
-        if not pipeline.offer(InMessage(body, request_id, reply=reply)):
-            reason = "the model's queue is full; retry shortly"
-            return _json(503, {"code": "overloaded", "reason": reason}, **{"Retry-After": RETRY_AFTER_S})
-        try:
-            outcome = await asyncio.wait_for(reply, REPLY_TIMEOUT_S)
-        except TimeoutError:
-            return _json(504, {"code": "timeout", "reason": f"no outcome within {REPLY_TIMEOUT_S:.0f} s"})
-        if outcome.error is not None:
-            return web.Response(status=400, body=outcome.out.body, content_type=JSON)
-        if _is_azureml_request(body):
-            return _json(200, outcome.results)
-        return web.Response(status=200, body=outcome.out.body, content_type=JSON)
+        reply = await score_request(pipeline, body, request_id, health.ready, health.status)
+        headers = {"Retry-After": RETRY_AFTER_S} if reply.retry else None
+        return web.Response(status=reply.status, body=reply.body, content_type=JSON, headers=headers)
 
     async def root(_: web.Request) -> web.Response:
         return web.Response(text="Healthy")
@@ -131,17 +127,6 @@ def make_app(pipeline: Pipeline, health: Health) -> web.Application:
         ]
     )
     return app
-
-
-def _is_azureml_request(body: bytes) -> bool:
-    """Was this an Azure ML-style `{"data": ...}` request? (Only on the reply path, off the hot path.)"""
-    try:
-        doc = orjson.loads(body)
-        if isinstance(doc, str):
-            doc = orjson.loads(doc)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(doc, dict) and "data" in doc
 
 
 class RepliesOnly:

@@ -13,19 +13,17 @@ import gc
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from .batching import MicroBatcher
-from .config import Settings
+from .config import ConfigError, Settings
 from .decoding import FeatureReader
 from .encoding import Aggregator, Encoder
 from .messages import InMessage, OutMessage, Sink
 from .processing import BatchProcessor, Outcome
 from .scoring import Scorer
+from .stats import LATENCY_SAMPLE_CAP, Stats
 
 log = logging.getLogger(__name__)
-
-LATENCY_SAMPLE_CAP = 200_000
 
 # Per-message objects are acyclic and freed by reference counting, but queued messages live long
 # enough to be promoted, and promotions trigger full collections that walk every object of numpy,
@@ -41,54 +39,16 @@ def _tune_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
-@dataclass
-class Stats:
-    messages: int = 0
-    predictions: int = 0
-    errors: int = 0
-    rows: int = 0
-    output_messages: int = 0
-    send_failures: int = 0
-    refused: int = 0  # offers turned away because the queue was full
-    errors_by_code: dict[str, int] = field(default_factory=dict)
-    latencies_ms: list[float] = field(default_factory=list)  # intake to output, a capped sample
-
-    def latency_ms(self, quantile: float) -> float | None:
-        if not self.latencies_ms:
-            return None
-        ordered = sorted(self.latencies_ms)
-        return round(ordered[min(len(ordered) - 1, int(quantile * len(ordered)))], 3)
-
-
 class Pipeline:
     def __init__(self, settings: Settings, scorer: Scorer, sink: Sink) -> None:
-        self.settings = settings
-        self.scorer = scorer
         self.sink = sink
         self.stats = Stats()
-        manifest = scorer.manifest
-        features = settings.features or tuple(manifest.features)
-        if len(features) != scorer.n_features:
-            raise ValueError(f"FEATURES names {len(features)} features but model {manifest.name} takes {scorer.n_features}")
-        self.encoder = Encoder(
-            manifest.name,
-            manifest.version,
-            settings.output_name,
-            settings.error_output_name,
-            settings.error_input_max_bytes,
-        )
-        self.processor = BatchProcessor(
-            FeatureReader(features, settings.passthrough_fields, settings.max_message_bytes),
-            scorer,
-            self.encoder,
-            settings.max_batch_size,
-            settings.input_names,
-            aggregate=settings.aggregate,
-        )
-        self._aggregator = Aggregator(self.encoder, settings.aggregate_max_bytes) if settings.aggregate else None
         self._aggregate_timer: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._delivery: asyncio.Task[None] | None = None  # the last batch's outputs, being sent
+        # Held while a batch is processed and while the pipeline is reconfigured: a change of
+        # settings or model happens between batches, never during one.
+        self._batch_lock = asyncio.Lock()
         # Messages count one each toward a batch; their rows are known once decoded, on the model
         # thread, which then keeps every run() call within MAX_BATCH_SIZE rows.
         self.batcher: MicroBatcher[InMessage] = MicroBatcher(
@@ -96,6 +56,56 @@ class Pipeline:
         )
         # One model thread: scripts need not be thread-safe, and one batch at a time is the design.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._install(settings, scorer)
+
+    def _features(self, settings: Settings, scorer: Scorer) -> tuple[str, ...]:
+        manifest = scorer.manifest
+        features = settings.features or tuple(manifest.features)
+        if len(features) != scorer.n_features:
+            raise ConfigError(
+                f"FEATURES: {len(features)} paths given but model {manifest.name} v{manifest.version} "
+                f"takes {scorer.n_features} ({', '.join(manifest.features)})"
+            )
+        return features
+
+    def _install(self, settings: Settings, scorer: Scorer) -> None:
+        """Build the per-configuration parts; raises ConfigError, changing nothing, if they do not fit."""
+        features = self._features(settings, scorer)
+        try:
+            scorer.set_threshold(settings.threshold)  # the last step that can fail
+        except ValueError as exc:
+            raise ConfigError(f"THRESHOLD: {exc}") from None
+        manifest = scorer.manifest
+        encoder = Encoder(
+            manifest.name, manifest.version, settings.output_name, settings.error_output_name, settings.error_input_max_bytes
+        )
+        self.processor = BatchProcessor(
+            FeatureReader(features, settings.passthrough_fields, settings.max_message_bytes),
+            scorer,
+            encoder,
+            settings.max_batch_size,
+            settings.input_names,
+            aggregate=settings.aggregate,
+            stats=self.stats.model,
+        )
+        self.settings, self.scorer, self.encoder = settings, scorer, encoder
+        self._aggregator = Aggregator(encoder, settings.aggregate_max_bytes) if settings.aggregate else None
+        self.batcher.max_items = settings.max_batch_size
+        self.batcher.max_wait_s = settings.max_wait_ms / 1000
+
+    async def reconfigure(self, settings: Settings, scorer: Scorer | None = None) -> None:
+        """Apply new settings (and a model already loaded beside the running one) from the next batch on.
+
+        Waits for the batch in the model, sends its outputs and any pending aggregate under the old
+        settings, then swaps. Queued messages stay queued: none is dropped or scored twice.
+        Raises ConfigError, with everything unchanged, if the settings do not fit the model.
+        """
+        scorer = scorer or self.scorer
+        async with self._batch_lock:
+            self._features(settings, scorer)
+            await self._delivered()
+            await self._flush_aggregate()
+            self._install(settings, scorer)
 
     async def start(self) -> None:
         _tune_garbage_collector()
@@ -138,14 +148,16 @@ class Pipeline:
 
     async def _process(self, batch: list[InMessage]) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            outcomes = await loop.run_in_executor(self._executor, self.processor, batch)
-        except Exception as exc:  # a bug of ours, not of a message: still one outcome each
-            log.exception("processing a batch failed")
-            outcomes = [self.processor.error(msg, "internal_error", f"the module failed: {exc!r}") for msg in batch]
-        await self._delivered()
-        # Send in a task and return at once: the model thread starts on the next batch meanwhile.
-        self._delivery = loop.create_task(self._deliver(outcomes))
+        async with self._batch_lock:
+            processor = self.processor
+            try:
+                outcomes = await loop.run_in_executor(self._executor, processor, batch)
+            except Exception as exc:  # a bug of ours, not of a message: still one outcome each
+                log.exception("processing a batch failed")
+                outcomes = [processor.error(msg, "internal_error", f"the module failed: {exc!r}") for msg in batch]
+            await self._delivered()
+            # Send in a task and return at once: the model thread starts on the next batch meanwhile.
+            self._delivery = loop.create_task(self._deliver(outcomes))
 
     async def _delivered(self) -> None:
         """Wait until the previous batch's outputs are with the sink (keeps outputs in order)."""
@@ -155,14 +167,16 @@ class Pipeline:
 
     async def _deliver(self, outcomes: list[Outcome]) -> None:
         stats, aggregator, send = self.stats, self._aggregator, self.sink.send
-        sample = stats.latencies_ms
+        sample, observe = stats.latencies_ms, stats.latency_seconds.observe
         now = time.perf_counter()
         for outcome in outcomes:
+            latency = now - outcome.msg.received_at
+            observe(latency)
             if outcome.error is None:
                 stats.predictions += 1
                 stats.rows += outcome.rows
                 if len(sample) < LATENCY_SAMPLE_CAP:
-                    sample.append((now - outcome.msg.received_at) * 1000)
+                    sample.append(latency * 1000)
             else:
                 stats.errors += 1
                 stats.errors_by_code[outcome.error] = stats.errors_by_code.get(outcome.error, 0) + 1

@@ -8,6 +8,7 @@ messages and sends outputs, and a large body's JSON parsing never stalls receivi
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from .decoding import Decoded, FeatureReader, MessageError
 from .encoding import Encoder, OutputTooLarge
 from .messages import InMessage, OutMessage
 from .scoring import Scorer
+from .stats import ModelStats
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class BatchProcessor:
         max_rows: int,
         input_names: Sequence[str],
         aggregate: bool = False,
+        stats: ModelStats | None = None,
     ) -> None:
         self._reader = reader
         self._scorer = scorer
@@ -51,8 +54,15 @@ class BatchProcessor:
         self._max_rows = max_rows
         self._inputs = frozenset(input_names)
         self._aggregate = aggregate
-        self.run_calls = 0  # read by the loop for summaries; ints are safe across threads
-        self.rows_scored = 0
+        self.stats = stats or ModelStats()  # written here, on the model thread; read by the loop
+
+    @property
+    def run_calls(self) -> int:
+        return self.stats.run_calls
+
+    @property
+    def rows_scored(self) -> int:
+        return self.stats.rows_scored
 
     def __call__(self, messages: list[InMessage]) -> list[Outcome]:
         outcomes: list[Any] = [None] * len(messages)
@@ -89,8 +99,10 @@ class BatchProcessor:
 
     def _score(self, group: list[Pending], outcomes: list[Any]) -> None:
         rows = [row for _, _, decoded in group for row in decoded.rows]
+        stats = self.stats
+        started = time.perf_counter()
         try:
-            self.run_calls += 1
+            stats.run_calls += 1
             results = self._scorer.score(rows)
         except Exception as exc:
             if len(group) > 1:
@@ -102,7 +114,9 @@ class BatchProcessor:
             i, msg, _ = group[0]
             outcomes[i] = self.error(msg, "scoring_failed", f"the model's run() failed on this message: {exc}")
             return
-        self.rows_scored += len(rows)
+        stats.scoring_seconds.observe(time.perf_counter() - started)
+        stats.batch_rows.observe(len(rows))
+        stats.rows_scored += len(rows)
         encoder = self._encoder
         start = 0
         for i, msg, decoded in group:

@@ -21,6 +21,8 @@ INPUT_FORMAT = "ndarray"
 
 model = None
 labels: np.ndarray | None = None
+# Set by the module (THRESHOLD / the twin's `threshold`) through set_threshold(), between batches.
+threshold: float | None = None
 
 
 def init() -> None:
@@ -37,6 +39,17 @@ def init() -> None:
         labels = np.array([_plain(c) for c in chosen], dtype=object)
 
 
+def set_threshold(value: float | None) -> None:
+    """Label a row with the positive (last) class when its probability is at least `value`.
+
+    Only for binary classifiers with predict_proba; None goes back to the most probable class.
+    """
+    global threshold
+    if value is not None and (labels is None or len(labels) != 2 or not hasattr(model, "predict_proba")):
+        raise ValueError("a decision threshold needs a binary classifier with predict_proba")
+    threshold = value
+
+
 def _plain(value):
     """numpy scalars -> Python scalars, so results encode as JSON."""
     return value.item() if isinstance(value, np.generic) else value
@@ -45,7 +58,8 @@ def _plain(value):
 def run(input_data: np.ndarray) -> list[dict]:
     if labels is not None and hasattr(model, "predict_proba"):
         proba = model.predict_proba(input_data)
-        best = proba.argmax(axis=1)
+        # With a threshold, the positive (last) class wins from that probability on; else the likeliest.
+        best = proba.argmax(axis=1) if threshold is None else (proba[:, 1] >= threshold).astype(np.intp)
         # Four decimals: enough for a decision, and short on the wire (IoT Hub bills by size).
         probability = np.round(proba[np.arange(len(best)), best], 4)
         return [{"label": label, "probability": p} for label, p in zip(labels[best].tolist(), probability.tolist(), strict=True)]

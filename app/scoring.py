@@ -77,6 +77,15 @@ class Scorer:
     def n_features(self) -> int:
         return len(self.manifest.features)
 
+    def set_threshold(self, value: float | None) -> None:
+        """Pass a decision threshold to the script (its optional set_threshold()); ValueError if it cannot take one."""
+        setter = getattr(self.script, "set_threshold", None)
+        if setter is None:
+            if value is not None:
+                raise ValueError(f"{self.script_path.name} has no set_threshold(value), so it cannot take a decision threshold")
+            return
+        setter(value)
+
     def score(self, rows: Sequence[Sequence[float]]) -> list[Any]:
         """Score rows in one run() call; one result per row. Called off the event loop."""
         if self.ndarray_input:

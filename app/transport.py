@@ -31,11 +31,14 @@ from azure.iot.device.iothub.aio import loop_management
 from azure.iot.device.iothub.pipeline import constant as pipeline_constant
 
 from .config import Settings
+from .control import Controller
 from .http import Health, start_http
 from .messages import InMessage, OutMessage
+from .methods import MethodHandler
 from .mqtt_socket import enable_tcp_nodelay
 from .pipeline import Pipeline
 from .scoring import load_scorer
+from .twin import TwinAgent
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +199,7 @@ async def run_module(settings: Settings) -> int:
     await pipeline.start()
     intake = Intake(pipeline, loop)
     health = Health()
+    controller = Controller(settings, pipeline, health)
     # The HTTP endpoint shares the pipeline: requests and edge messages batch together.
     http = await start_http(pipeline, health) if settings.http_port else None
 
@@ -212,21 +216,28 @@ async def run_module(settings: Settings) -> int:
         await pipeline.close()
         await client.shutdown()
         return 1
+    # Desired properties first, so the first message is scored with the settings the twin asks for.
+    twin = TwinAgent(client, controller, loop)
+    await twin.start()
+    methods = MethodHandler(client, controller, loop)
+    await methods.start()
     # The setter blocks until the SDK has subscribed; keep it off our loop.
     await asyncio.to_thread(setattr, client, "on_message_received", intake.on_message)
     log.info(
         "ready: inputs=%s output=%s errors=%s model=%s v%s",
-        ",".join(settings.input_names),
-        settings.output_name,
-        settings.error_output_name,
-        scorer.manifest.name,
-        scorer.manifest.version,
+        ",".join(pipeline.settings.input_names),
+        pipeline.settings.output_name,
+        pipeline.settings.error_output_name,
+        pipeline.scorer.manifest.name,
+        pipeline.scorer.manifest.version,
     )
-    health.ready, health.status = True, "ready"
+    controller.set_state("ready")
     await stop.wait()
 
-    health.ready, health.status = False, "stopping"
+    controller.set_state("stopping")
     log.info("stopping: finishing the messages in hand")
+    await twin.close()
+    await twin.report()  # bounded; the twin shows "stopping" even if we are not heard from again
     code = 0
     try:
         async with asyncio.timeout(settings.shutdown_timeout_s):
@@ -235,6 +246,7 @@ async def run_module(settings: Settings) -> int:
             except Exception as exc:  # e.g. edgeHub unreachable: still finish what was handed over
                 log.warning("could not stop input delivery cleanly (%r); finishing the messages in hand", exc)
             await intake.close()
+            await methods.close()
             if http is not None:
                 await http.cleanup()  # stops listening; requests in flight get their answers
             await pipeline.close()

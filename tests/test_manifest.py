@@ -125,13 +125,13 @@ def test_unquoted_placeholder_names_file_and_line(project: Path) -> None:
 
 
 def test_missing_variable_names_variable_path_and_fix(project: Path) -> None:
-    edit_template(project, lambda t: desired(t)["modules"]["inference"]["env"]["LOG_LEVEL"].update(value="${LOG_LEVEL}"))
+    edit_template(project, lambda t: desired(t)["modules"]["inference"]["env"]["QUEUE_SIZE"].update(value="${QUEUE_SIZE}"))
 
     message = problems(project)
 
-    assert f"{AGENT_PATH}.modules.inference.env.LOG_LEVEL.value: ${{LOG_LEVEL}}: LOG_LEVEL is not set" in message
-    assert f"add LOG_LEVEL=<value> to {project / '.env'}" in message
-    assert message.count("LOG_LEVEL is not set") == 1, "the same problem on both platforms is listed once"
+    assert f"{AGENT_PATH}.modules.inference.env.QUEUE_SIZE.value: ${{QUEUE_SIZE}}: QUEUE_SIZE is not set" in message
+    assert f"add QUEUE_SIZE=<value> to {project / '.env'}" in message
+    assert message.count("QUEUE_SIZE is not set") == 1, "the same problem on both platforms is listed once"
 
 
 def test_unknown_route_modules_are_named(project: Path) -> None:
@@ -239,7 +239,7 @@ def test_main_lists_every_problem_and_exits_2(
 ) -> None:
     for name in [k for k in os.environ if k.startswith("CONTAINER_REGISTRY_")]:
         monkeypatch.delenv(name)  # main() reads the real environment
-    edit_template(project, lambda t: desired(t)["modules"]["inference"]["env"]["LOG_LEVEL"].update(value="${LOG_LEVEL}"))
+    edit_template(project, lambda t: desired(t)["modules"]["inference"]["env"]["QUEUE_SIZE"].update(value="${QUEUE_SIZE}"))
     (project / ".env").write_text("CONTAINER_REGISTRY_SERVER=myregistry.azurecr.io\nCONTAINER_REGISTRY_USERNAME=u\n")
     args = ["--template", str(project / "deployment.template.json"), "--env", str(project / ".env")]
     args += ["--module-json", str(project / "module.json"), "--out", str(project / "config")]
@@ -248,7 +248,7 @@ def test_main_lists_every_problem_and_exits_2(
 
     err = capsys.readouterr().err
     assert "error: no deployment manifest written; 2 problem(s):" in err
-    assert "modules.inference.env.LOG_LEVEL.value: ${LOG_LEVEL}: LOG_LEVEL is not set" in err
+    assert "modules.inference.env.QUEUE_SIZE.value: ${QUEUE_SIZE}: QUEUE_SIZE is not set" in err
     assert "registryCredentials.registry.password: ${CONTAINER_REGISTRY_PASSWORD}: CONTAINER_REGISTRY_PASSWORD is not set" in err
     assert not (project / "config").exists()
 

@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
-from app.config import MESSAGE_LIMIT_BYTES, Settings
+from app.config import MESSAGE_LIMIT_BYTES, ConfigError, Settings
 from app.messages import InMessage
 from app.pipeline import Pipeline
 from app.scoring import load_scorer
@@ -191,7 +191,7 @@ async def test_partly_filled_aggregate_is_sent_after_the_delay(settings, scorer)
 
 
 async def test_features_setting_must_match_the_model_width(settings, scorer) -> None:
-    with pytest.raises(ValueError, match="FEATURES names 2 features but model temperature-anomaly takes 4"):
+    with pytest.raises(ConfigError, match="FEATURES: 2 paths given but model temperature-anomaly v1 takes 4"):
         Pipeline(settings.replace(features=("a", "b")), scorer, ListSink())
 
 

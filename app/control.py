@@ -1,0 +1,182 @@
+"""Run-time control of the module: live settings from the twin, model hot swap, and the status
+that reported properties, `getStatus` and HTTP show.
+
+One change at a time (a lock), and each is all or nothing: a desired document that does not
+validate, or a model that does not load, verify and answer a trial row, leaves the running settings
+and model as they were; the refusal becomes `lastError` and the status `degraded` until a later
+change succeeds. A new model is loaded beside the running one (on a worker thread, while the model
+thread keeps scoring) and swapped in between batches (Pipeline.reconfigure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from .config import ConfigError, Settings
+from .http import Health
+from .live import merge_patch, reported_settings, settings_from_desired
+from .modeldir import ModelDirError
+from .pipeline import Pipeline
+from .scoring import Scorer, ScriptLoadError, load_scorer
+
+log = logging.getLogger(__name__)
+
+
+class ChangeRefused(RuntimeError):
+    """A desired document or a model was refused; the previous state is kept. `code` names the kind."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def set_log_level(level: str) -> None:
+    """The root logger's level; the SDK, which logs every connection step at INFO, stays at warnings unless DEBUG."""
+    level = level.upper()
+    logging.getLogger().setLevel(level)
+    logging.getLogger("azure.iot.device").setLevel(level if level == "DEBUG" else logging.WARNING)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Controller:
+    def __init__(self, base: Settings, pipeline: Pipeline, health: Health) -> None:
+        self.base = base  # from the environment; the desired properties apply on top
+        self.pipeline = pipeline
+        self.health = health
+        self._twin_desired: dict[str, Any] = {}  # the desired document as the twin holds it, without `$` keys
+        self.seen_version: int | None = None
+        self.desired_version: int | None = None  # the desired $version the settings in effect came from
+        self.rejected_version: int | None = None
+        self.last_error: dict[str, Any] | None = None
+        self.degraded = False
+        self.model_loaded_at = _now()
+        self.changed = asyncio.Event()  # set on every change of what status() shows, but the counters
+        self._model_override: str | None = None  # a reloadModel directory, until desired names modelDir
+        self._lock = asyncio.Lock()
+
+    @property
+    def state(self) -> str:
+        status = self.health.status
+        return "degraded" if status == "ready" and self.degraded else status
+
+    def set_state(self, status: str) -> None:
+        self.health.status = status
+        self.health.ready = status == "ready"
+        self.changed.set()
+
+    async def apply_desired(self, document: Mapping[str, Any], version: int | None, *, patch: bool) -> Settings:
+        """Apply a whole desired document (twin GET) or a patch of one; ChangeRefused keeps everything as it was.
+
+        Patches merge into the desired document as the twin holds it, refused parts included: the
+        module converges on the twin, so a later patch is judged with whatever is still wrong.
+        """
+        async with self._lock:
+            if patch and version is not None and self.seen_version is not None and version <= self.seen_version:
+                log.info("desired patch $version %s ignored: %s was already seen", version, self.seen_version)
+                return self.pipeline.settings
+            self.seen_version = version
+            twin = merge_patch(self._twin_desired, document) if patch else dict(document)
+            self._twin_desired = {k: v for k, v in twin.items() if not k.startswith("$")}
+            override = None if "modelDir" in document or "scoreScript" in document else self._model_override
+            try:
+                settings = settings_from_desired(self.base, self._twin_desired)
+                if override is not None:
+                    settings = settings.replace(model_dir=override)
+                await self._switch(settings)
+            except (ChangeRefused, ConfigError) as exc:
+                code = getattr(exc, "code", "invalid_desired")
+                self.rejected_version = version
+                self._failed(code, f"desired $version {version} refused, previous settings kept: {exc}")
+                raise ChangeRefused(code, str(exc)) from None
+            self.desired_version, self._model_override = version, override
+            self.rejected_version = None
+            self.degraded = False
+            log.info("desired $version %s in effect", version)
+            self.changed.set()
+            return settings
+
+    async def reload_model(self, model_dir: str | None = None) -> Scorer:
+        """Load `model_dir` (default: the current one, e.g. replaced in place) and swap it in; ChangeRefused on failure."""
+        async with self._lock:
+            settings = self.pipeline.settings
+            target = model_dir or settings.model_dir
+            try:
+                await self._switch(settings.replace(model_dir=target), force_load=True)
+            except ChangeRefused as exc:
+                self._failed(exc.code, f"reloadModel {target} refused, previous model kept: {exc}")
+                raise
+            if model_dir:
+                self._model_override = model_dir
+            self.degraded = False
+            self.changed.set()
+            return self.pipeline.scorer
+
+    async def _switch(self, settings: Settings, force_load: bool = False) -> None:
+        current = self.pipeline.settings
+        scorer = None
+        if force_load or (settings.model_dir, settings.score_script) != (current.model_dir, current.score_script):
+            scorer = await self._load(settings)
+        try:
+            await self.pipeline.reconfigure(settings, scorer)
+        except ConfigError as exc:
+            raise ChangeRefused("invalid_desired" if scorer is None else "model_rejected", str(exc)) from None
+        if settings.log_level != current.log_level:
+            set_log_level(settings.log_level)
+        if scorer is not None:
+            self.model_loaded_at = _now()
+            m = scorer.manifest
+            log.info("model swapped in: %s v%s (%s) from %s", m.name, m.version, m.sha256[:12], settings.model_dir)
+
+    async def _load(self, settings: Settings) -> Scorer:
+        """Load and verify beside the running model (sha256, library versions, init(), a trial row)."""
+        started = time.perf_counter()
+        try:
+            scorer = await asyncio.to_thread(
+                load_scorer, settings.model_dir, settings.score_script, settings.allow_version_mismatch
+            )
+        except (ModelDirError, ScriptLoadError, OSError, ValueError) as exc:
+            raise ChangeRefused("model_rejected", str(exc)) from None
+        log.info("model at %s verified in %.0f ms", settings.model_dir, (time.perf_counter() - started) * 1000)
+        return scorer
+
+    def _failed(self, code: str, message: str) -> None:
+        log.error("%s", message)
+        self.last_error = {"code": code, "message": message, "at": _now()}
+        self.degraded = True
+        self.changed.set()
+
+    def status(self) -> dict[str, Any]:
+        """What reported properties and getStatus show; JSON-able, twin-safe keys (no `$` or `.`)."""
+        p = self.pipeline
+        stats, model_stats, manifest = p.stats, p.stats.model, p.scorer.manifest
+        return {
+            "status": self.state,
+            "model": {
+                "name": manifest.name,
+                "version": manifest.version,
+                "sha256": manifest.sha256,
+                "dir": p.settings.model_dir,
+                "loadedAt": self.model_loaded_at,
+            },
+            "settings": reported_settings(p.settings),
+            "desiredVersion": self.desired_version,
+            "rejectedDesiredVersion": self.rejected_version,
+            "lastError": self.last_error,
+            "counters": {
+                "messages": stats.messages,
+                "predictions": stats.predictions,
+                "errors": stats.errors,
+                "batches": model_stats.run_calls,
+                "meanBatchSize": model_stats.mean_batch_rows,
+                "queueDepth": p.batcher.depth,
+                "sendFailures": stats.send_failures,
+            },
+        }

@@ -1,0 +1,104 @@
+"""The module twin over the SDK: desired properties in, reported properties out.
+
+Desired: at start a twin GET (the manifest's `properties.desired`), then every patch, applied in
+$version order through the Controller. A patch that skips a $version (missed while disconnected;
+the SDK then sends the whole desired document as if it were a patch, which cannot remove keys)
+triggers a fresh twin GET. get_twin() has no timeout of its own: every call is bounded.
+
+Reported: the Controller's status, at start, on every change, and otherwise at most every
+REPORT_INTERVAL_S while the counters move; never more often than MIN_REPORT_SPACING_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from azure.iot.device.aio import IoTHubModuleClient
+
+from .control import ChangeRefused, Controller
+
+log = logging.getLogger(__name__)
+
+TWIN_TIMEOUT_S = 10.0
+MIN_REPORT_SPACING_S = 1.0
+
+
+class TwinAgent:
+    def __init__(self, client: IoTHubModuleClient, controller: Controller, loop: asyncio.AbstractEventLoop) -> None:
+        self._client = client
+        self._controller = controller
+        self._loop = loop
+        self._patches: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_counters: dict[str, Any] | None = None
+        self.reports = 0
+
+    async def start(self) -> None:
+        """Subscribe to desired patches, apply the desired document, start reporting."""
+        # The setter blocks until the SDK has subscribed; keep it off our loop.
+        await asyncio.to_thread(setattr, self._client, "on_twin_desired_properties_patch_received", self._on_patch)
+        await self._resync()
+        self._tasks = [
+            self._loop.create_task(self._apply_patches(), name="twin-desired"),
+            self._loop.create_task(self._report_loop(), name="twin-reported"),
+        ]
+
+    async def _on_patch(self, patch: dict[str, Any]) -> None:
+        """The SDK's handler, on its handler loop: hand over to ours, in order."""
+        self._loop.call_soon_threadsafe(self._patches.put_nowait, patch)
+
+    async def _resync(self) -> None:
+        try:
+            twin = await asyncio.wait_for(self._client.get_twin(), TWIN_TIMEOUT_S)
+        except Exception as exc:  # timeout or SDK error: keep the settings in effect, say so
+            log.warning("twin GET failed (%r); running on the settings in effect until the next patch", exc)
+            return
+        desired = twin.get("desired") or {}
+        with contextlib.suppress(ChangeRefused):  # the Controller logged and recorded it
+            await self._controller.apply_desired(desired, desired.get("$version"), patch=False)
+
+    async def _apply_patches(self) -> None:
+        while True:
+            patch = await self._patches.get()
+            version, seen = patch.get("$version"), self._controller.seen_version
+            if isinstance(version, int) and isinstance(seen, int) and version > seen + 1:
+                log.info("desired $version %s follows %s: patches were missed, reading the whole twin", version, seen)
+                await self._resync()
+                continue
+            with contextlib.suppress(ChangeRefused):
+                await self._controller.apply_desired(patch, version, patch=True)
+
+    async def _report_loop(self) -> None:
+        controller = self._controller
+        while True:
+            interval = controller.pipeline.settings.report_interval_s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(controller.changed.wait(), interval)
+            changed = controller.changed.is_set()
+            controller.changed.clear()
+            status = controller.status()
+            if changed or status["counters"] != self._last_counters:
+                await self.report(status)
+            await asyncio.sleep(MIN_REPORT_SPACING_S)  # rate limit: changes in between go in the next report
+
+    async def report(self, status: dict[str, Any] | None = None) -> bool:
+        """Send the status as reported properties now; False (logged) if the twin did not take it."""
+        status = status or self._controller.status()
+        try:
+            await asyncio.wait_for(self._client.patch_twin_reported_properties(status), TWIN_TIMEOUT_S)
+        except Exception as exc:
+            log.warning("reported properties not sent (%r); next try at the next change or interval", exc)
+            return False
+        self._last_counters = status["counters"]
+        self.reports += 1
+        return True
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

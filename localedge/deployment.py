@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.manifest import AGENT, HUB, ROUTE, SOURCE_MODULE, ManifestError, dig, expand, load_env, load_json, variable_resolver
+from deploy.manifest import AGENT, HUB, ManifestError, dig, expand, load_env, load_json, variable_resolver
 from localedge.errors import EdgeError
 from localedge.processes import REPO_ROOT
 from localedge.routes import ModuleInput, Route, RouteError, parse_routes, referenced_modules
@@ -29,6 +29,7 @@ SENSOR_IMAGE = "mcr.microsoft.com/azureiotedge-simulated-temperature-sensor:"
 OUR_IMAGE_PLACEHOLDER = re.compile(r"^\$\{MODULES\.(?P<name>[^.}]+)(?:\.[^}]+)?\}$")
 
 INFERENCE, SENSOR, MAPPED = "inference", "sensor", "mapped"
+DEFAULT_ERROR_OUTPUT = "errorOutput"  # app.config.Settings.error_output_name
 KIND_COMMANDS = {INFERENCE: ("python", "-m", "app"), SENSOR: ("python", "-m", "sensor")}
 
 
@@ -61,12 +62,14 @@ class ModuleSpec:
         program, *args = self.command
         return [sys.executable if program in ("python", "python3") else program, *args]
 
-    @property
-    def error_output(self) -> str | None:
-        """The output our inference module sends error records on (None for other modules)."""
+    def error_output(self, desired: Mapping[str, Any]) -> str | None:
+        """The output our inference module sends error records on, given its desired properties (None for others).
+
+        The module's precedence: desired `errorOutputName` > env `ERROR_OUTPUT_NAME` > the default.
+        """
         if self.kind != INFERENCE:
             return None
-        return self.env.get("ERROR_OUTPUT_NAME") or "errorOutput"
+        return str(desired.get("errorOutputName") or self.env.get("ERROR_OUTPUT_NAME") or DEFAULT_ERROR_OUTPUT)
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class Deployment:
         for route in self.routes:
             if not isinstance(route.sink, ModuleInput) or route.sink.module not in running:
                 continue
-            for source in route_sources(route, running):
+            for source in {route.source.module} if route.source.module else running:  # None: every module
                 if source != route.sink.module:
                     targets[source].add(route.sink.module)
         depth: dict[str, int] = {}
@@ -106,13 +109,6 @@ class Deployment:
         for name in (m.name for m in self.running):  # manifest order within a wave
             waves.setdefault(depth[name], []).append(name)
         return [waves[d] for d in sorted(waves)]
-
-
-def route_sources(route: Route, modules: Iterable[str]) -> set[str]:
-    """The modules whose messages a route reads (all of them for `/messages/*`)."""
-    match = ROUTE.match(route.text)
-    source = SOURCE_MODULE.match(match["source"]) if match else None
-    return {source["module"]} if source else set(modules)
 
 
 def parse_assignments(values: Iterable[str], what: str, problems: list[str]) -> list[tuple[str, str]]:

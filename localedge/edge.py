@@ -64,7 +64,7 @@ class LocalEdge:
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
         self.specs = {m.name: m for m in deployment.running}
-        self.upstream = UpstreamRecorder({m.name: m.error_output for m in self.specs.values()}, on_upstream)
+        self.upstream = UpstreamRecorder(self._error_output, on_upstream)
         self.run_dir: Path | None = None
         self.ca: CertAuthority | None = None
         self.brokers: dict[str, Broker] = {}
@@ -110,9 +110,8 @@ class LocalEdge:
     def _start_workload(self) -> None:
         from localedge.workload import WorkloadAPI
 
-        assert self.run_dir is not None and self.ca is not None
-        self.workload = WorkloadAPI(self.run_dir / "workload.sock", self.ca.cert.read_text())
-        self.workload.start()
+        assert self.ca is not None
+        self.workload = WorkloadAPI(self.ca.cert).start()  # its socket in a 0700 dir of its own
 
     def _environment(self, spec: ModuleSpec) -> dict[str, str]:
         broker = self.brokers[spec.name]
@@ -203,6 +202,13 @@ class LocalEdge:
         self.stop()
 
     # --- twins, methods and control ---------------------------------------------------------------
+
+    def _error_output(self, module: str) -> str | None:
+        """Where `module` sends error records now: its twin's desired properties can move it."""
+        spec, twin = self.specs.get(module), self.twins.get(module)
+        if spec is None:
+            return None
+        return spec.error_output(twin.desired if twin is not None else spec.desired)  # a dict read: no copy per message
 
     def twin(self, module: str) -> Twin:
         try:

@@ -94,9 +94,9 @@ class UpstreamRecorder:
     """Records upstream messages; thread-safe (every source's router thread calls it)."""
 
     def __init__(
-        self, error_outputs: Mapping[str, str | None], on_message: Callable[[UpstreamMessage], None] | None = None
+        self, error_output: Callable[[str], str | None], on_message: Callable[[UpstreamMessage], None] | None = None
     ) -> None:
-        self._error_outputs = dict(error_outputs)  # module -> its error output, for our inference modules
+        self._error_output = error_output  # module -> its error output now (None: not our inference module)
         self._on_message = on_message
         self._cond = threading.Condition()
         self._pending: collections.OrderedDict[str, float] = collections.OrderedDict()
@@ -115,7 +115,7 @@ class UpstreamRecorder:
                 self._pending.popitem(last=False)
 
     def record(self, module: str, output: str, properties: Mapping[str, str], body: bytes, at: float) -> UpstreamMessage:
-        predictions, errors = count_outcomes(output, body, self._error_outputs.get(module))
+        predictions, errors = count_outcomes(output, body, self._error_output(module))
         size = message_size(body, properties)
         with self._cond:
             started = self._pending.pop(properties.get("$.cid", ""), None)

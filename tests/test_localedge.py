@@ -113,9 +113,12 @@ def test_the_template_maps_to_local_commands_with_settings_and_start_order() -> 
     model, sensor = deployment.modules[MODEL_MODULE], deployment.modules[SENSOR_MODULE]
     assert (model.kind, model.command, model.argv[0]) == (INFERENCE, ("python", "-m", "app"), sys.executable)
     assert (sensor.kind, sensor.command) == (SENSOR, ("python", "-m", "sensor"))
-    assert model.env["MAX_BATCH_SIZE"] == "8" and model.env["INPUT_NAMES"] == INPUT and model.env["HTTP_PORT"] == "0"
+    assert model.env["MAX_BATCH_SIZE"] == "8" and model.env["QUEUE_SIZE"] == "2048"
+    assert model.env["HTTP_PORT"] == "0"  # not the manifest's 5001: runs must not compete for a port
+    assert model.desired["inputNames"] == [INPUT] and model.desired["errorOutputName"] == ERRORS
     assert sensor.env == {"MessageCount": "3"}
-    assert model.error_output == ERRORS and sensor.error_output is None
+    assert model.error_output(model.desired) == ERRORS and sensor.error_output({}) is None
+    assert model.error_output({"errorOutputName": "bad"}) == "bad"
     assert deployment.start_waves() == [[MODEL_MODULE], [SENSOR_MODULE]]  # the route's target is subscribed first
 
 

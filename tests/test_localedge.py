@@ -23,6 +23,8 @@ import orjson
 import pytest
 
 from app.scoring import Scorer
+from deploy.manifest import generate
+from localedge.__main__ import describe
 from localedge.broker import take_session_backlog
 from localedge.deployment import DEFAULT_MANIFEST, INFERENCE, MAPPED, SENSOR, DeploymentError, load_deployment
 from localedge.edge import DEVICE_ID, LocalEdge
@@ -46,11 +48,15 @@ def stream(count: int, delay: float = 0.005, *extra: str) -> list[str]:
     return [f"{SENSOR_MODULE}:MessageCount={count}", f"{SENSOR_MODULE}:MessageDelay={delay}", *extra]
 
 
-def write_manifest(directory: Path, routes: dict[str, str], drop_modules: tuple[str, ...] = ()) -> Path:
-    """The repository's template with other routes (and without some modules)."""
+def write_manifest(
+    directory: Path, routes: dict[str, str] | None = None, drop_modules: tuple[str, ...] = (), **desired: Any
+) -> Path:
+    """The repository's template with other routes, without some modules, or with more inference desired properties."""
     doc = json.loads(DEFAULT_MANIFEST.read_text())
     content = doc["modulesContent"]
-    content["$edgeHub"]["properties.desired"]["routes"] = routes
+    if routes is not None:
+        content["$edgeHub"]["properties.desired"]["routes"] = routes
+    content[MODEL_MODULE]["properties.desired"].update(desired)
     for name in drop_modules:
         del content["$edgeAgent"]["properties.desired"]["modules"][name]
     path = directory / "deployment.test.json"
@@ -152,6 +158,40 @@ def test_manifest_problems_are_reported_together(tmp_path: Path, monkeypatch: py
     assert mapped.modules[MODEL_MODULE].env["MODEL_DIR"] == "/m"
 
 
+def test_a_deployed_manifest_is_recognised_by_its_image_names(tmp_path: Path) -> None:
+    """config/deployment.<platform>.json as `make manifest` writes it: images expanded, createOptions as strings."""
+    (tmp_path / ".env").write_text((REPO_ROOT / ".env.example").read_text())
+    [deployed] = generate(DEFAULT_MANIFEST, tmp_path / ".env", REPO_ROOT / "module.json", platforms=["amd64"], out_dir=tmp_path)
+    deployment = load_deployment(deployed)
+    model = deployment.modules[MODEL_MODULE]
+    assert model.image == "myregistry.azurecr.io/edge-inference:0.1.0-amd64"
+    assert (model.kind, deployment.modules[SENSOR_MODULE].kind) == (INFERENCE, SENSOR)
+    assert [r.name for r in deployment.routes] == [r.name for r in load_deployment(None).routes]
+
+
+def test_upstream_lines_say_what_arrived() -> None:
+    recorder = UpstreamRecorder(lambda module: ERRORS if module == MODEL_MODULE else None)
+    props = {"$.cid": "m-1"}
+    flat = recorder.record(MODEL_MODULE, OUTPUT, props, b'{"label": "anomaly", "probability": 0.9731}', 1.0)
+    aggregate = recorder.record(MODEL_MODULE, OUTPUT, {}, orjson.dumps({"predictions": [{}, {}, {}]}), 2.0)
+    error = recorder.record(MODEL_MODULE, ERRORS, props, b'{"code": "not_json"}', 3.0)
+    other = recorder.record(SENSOR_MODULE, "temperatureOutput", {}, b"x" * 5000, 4.0)
+
+    assert describe(flat) == "inference/amlOutput cid=m-1 anomaly p=0.973"
+    assert describe(aggregate) == "inference/amlOutput cid=- predictions=3"
+    assert describe(error) == "inference/errorOutput cid=m-1 error=not_json"
+    assert describe(other) == "tempSensor/temperatureOutput cid=- 5000 bytes"
+    assert [(m.predictions, m.errors, m.blocks) for m in (flat, aggregate, error, other)] == [
+        (1, 0, 1),
+        (3, 0, 1),
+        (0, 1, 1),
+        (0, 0, 2),
+    ]
+    summary = recorder.summary(since=0.0)
+    assert (summary["upstream_messages"], summary["predictions"], summary["errors"], summary["blocks_4kb"]) == (4, 4, 1, 5)
+    assert summary["elapsed_s"] == 4.0 and summary["latency_ms"]["count"] == 0
+
+
 # --- messages end to end ------------------------------------------------------------------------
 
 
@@ -234,6 +274,25 @@ def test_a_where_route_sends_only_anomalies_upstream(
     got = {m.correlation_id: m.output for m in edge.upstream.messages}
     assert got == {**dict.fromkeys(anomalies, OUTPUT), "bad": ERRORS}
     assert edge.hub.dropped == {f"no route from {MODEL_MODULE}/{OUTPUT}": len(readings) - len(anomalies)}
+
+
+def test_aggregated_predictions_are_counted_per_item(start_edge: Callable[..., LocalEdge], tmp_path: Path) -> None:
+    n = 60
+    edge = start_edge(*stream(n, 0.002), manifest=write_manifest(tmp_path, aggregate=True, aggregateMaxDelayMs=200))
+    assert edge.upstream.wait_until(lambda u: u.predictions >= n, WAIT)
+    sent = sensor_done(edge, n)
+    edge.stop()
+
+    items = [item for m in edge.upstream.messages for item in orjson.loads(m.body)["predictions"]]
+    assert sorted(item["messageId"] for item in items) == sorted(sent)  # each aggregate item names its input
+    summary = edge.upstream.summary()
+    assert summary["predictions"] == n and summary["upstream_messages"] == edge.upstream.count < n
+    # Metered on body + every property going upstream: an aggregate the module filled to its 4096-byte budget
+    # (body + custom properties, of which aggregates have none) takes 2 blocks once $.mid, $.ct... count.
+    sizes = [len(m.body) + sum(len(k) + len(v) for k, v in m.properties.items()) for m in edge.upstream.messages]
+    assert summary["blocks_4kb"] == sum(-(-size // 4096) for size in sizes)
+    assert all(len(m.body) <= 4096 for m in edge.upstream.messages)
+    assert summary["latency_ms"]["count"] == 0  # aggregates carry no correlation id
 
 
 def test_the_production_path_starts_modules_through_the_workload_api(start_edge: Callable[..., LocalEdge]) -> None:

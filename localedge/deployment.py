@@ -93,7 +93,7 @@ class Deployment:
             if not isinstance(route.sink, ModuleInput) or route.sink.module not in running:
                 continue
             for source in {route.source.module} if route.source.module else running:  # None: every module
-                if source != route.sink.module:
+                if source in running and source != route.sink.module:
                     targets[source].add(route.sink.module)
         depth: dict[str, int] = {}
 
@@ -186,7 +186,8 @@ def load_deployment(
     doc = load_json(path, loaded, "pass --manifest <path>, or run from the repository root")
     if doc is None:
         raise DeploymentError([str(p) for p in loaded])
-    variables = read_variables(env_file or path.parent / ".env", os.environ if environ is None else environ)
+    env_file = env_file or REPO_ROOT / ".env"  # iotedgedev's place for it, whichever manifest is read
+    variables = read_variables(env_file, os.environ if environ is None else environ)
 
     overrides: dict[str, dict[str, str]] = {}
     for key, value in parse_assignments(env, "--env", problems):
@@ -205,7 +206,7 @@ def load_deployment(
     our_repository = our_repository_name(module_json)
     modules: dict[str, ModuleSpec] = {}
     expanded: list[Any] = []
-    resolve = variable_resolver(variables, env_file or path.parent / ".env")
+    resolve = variable_resolver(variables, env_file)
     for name, raw in raw_modules.items():
         image = str(dig(raw, "settings", "image") or "")
         kind = MAPPED if name in mapped else image_kind(image, our_module, our_repository)

@@ -128,6 +128,15 @@ def test_the_template_maps_to_local_commands_with_settings_and_start_order() -> 
     assert deployment.start_waves() == [[MODEL_MODULE], [SENSOR_MODULE]]  # the route's target is subscribed first
 
 
+def test_a_stopped_module_is_not_started_but_routes_may_name_it(tmp_path: Path) -> None:
+    doc = json.loads(DEFAULT_MANIFEST.read_text())
+    doc["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"][SENSOR_MODULE]["status"] = "stopped"
+    (path := tmp_path / "stopped.json").write_text(json.dumps(doc))
+    deployment = load_deployment(path)
+    assert [m.name for m in deployment.running] == [MODEL_MODULE]
+    assert deployment.start_waves() == [[MODEL_MODULE]]
+
+
 def test_manifest_problems_are_reported_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOCALEDGE_TEST_UNSET", raising=False)
     doc = json.loads(DEFAULT_MANIFEST.read_text())

@@ -13,7 +13,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,6 +166,71 @@ def env_values(env: Any, module: str, problems: list[str]) -> dict[str, str]:
     return out
 
 
+def parse_overrides(env: Iterable[str], problems: list[str]) -> dict[str, dict[str, str]]:
+    """`--env MODULE:NAME=VALUE` values → {module: {name: value}}."""
+    overrides: dict[str, dict[str, str]] = {}
+    for key, value in parse_assignments(env, "--env", problems):
+        module, sep, name = key.partition(":")
+        if not sep or not module or not name:
+            problems.append(f"--env {key}={value}: use MODULE:NAME=VALUE")
+            continue
+        overrides.setdefault(module, {})[name] = value
+    return overrides
+
+
+def parse_commands(commands: Iterable[str], problems: list[str]) -> dict[str, tuple[str, ...]]:
+    """`--command NAME=CMD` values → {module: argv}."""
+    mapped: dict[str, tuple[str, ...]] = {}
+    for name, command in parse_assignments(commands, "--command", problems):
+        try:
+            argv = tuple(shlex.split(command))
+        except ValueError as exc:  # e.g. an unbalanced quote
+            problems.append(f"--command {name}={command}: {exc}")
+            continue
+        if argv:
+            mapped[name] = argv
+        else:
+            problems.append(f"--command {name}=: give the command to run")
+    return mapped
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """What reading one module needs: the manifest, `${VAR}` expansion and the user's overrides."""
+
+    path: Path
+    doc: Mapping[str, Any]
+    resolve: Callable[[str], str]
+    overrides: Mapping[str, Mapping[str, str]]
+    mapped: Mapping[str, tuple[str, ...]]
+    our_module: str
+    our_repository: str | None
+
+    def module(self, name: str, raw: Any, problems: list[str], expanded: list[Any]) -> ModuleSpec | None:
+        image = str(dig(raw, "settings", "image") or "")
+        kind = MAPPED if name in self.mapped else image_kind(image, self.our_module, self.our_repository)
+        if kind is None:
+            problems.append(
+                f"module '{name}': no local command for image '{image}'; map it with --command {name}=\"python -m <package>\""
+            )
+            return None
+        env = env_values(expand(dig(raw, "env"), self.resolve, str(self.path), expanded), name, problems)
+        user_env = self.overrides.get(name, {})
+        if kind == INFERENCE and "HTTP_PORT" not in user_env:
+            env["HTTP_PORT"] = "0"  # several runs (and the user's own `serve`) must not compete for a port
+        env.update(user_env)
+        desired = dig(self.doc, "modulesContent", name, "properties.desired") or {}
+        return ModuleSpec(
+            name=name,
+            image=image,
+            kind=kind,
+            status=str(dig(raw, "status") or "running"),
+            command=self.mapped.get(name) or KIND_COMMANDS[kind],
+            env=env,
+            desired=expand(desired, self.resolve, str(self.path), expanded),
+        )
+
+
 def load_deployment(
     manifest: Path | None = None,
     env: Iterable[str] = (),
@@ -181,63 +246,38 @@ def load_deployment(
     Raises DeploymentError naming every problem.
     """
     path = manifest or DEFAULT_MANIFEST
-    problems: list[str] = []
     loaded: list[Any] = []
     doc = load_json(path, loaded, "pass --manifest <path>, or run from the repository root")
     if doc is None:
         raise DeploymentError([str(p) for p in loaded])
+    problems: list[str] = []
     env_file = env_file or REPO_ROOT / ".env"  # iotedgedev's place for it, whichever manifest is read
     variables = read_variables(env_file, os.environ if environ is None else environ)
-
-    overrides: dict[str, dict[str, str]] = {}
-    for key, value in parse_assignments(env, "--env", problems):
-        module, sep, name = key.partition(":")
-        if not sep or not module or not name:
-            problems.append(f"--env {key}={value}: use MODULE:NAME=VALUE")
-            continue
-        overrides.setdefault(module, {})[name] = value
-    mapped = {name: tuple(shlex.split(command)) for name, command in parse_assignments(commands, "--command", problems)}
-    problems += [f"--command {name}=: give the command to run" for name, argv in mapped.items() if not argv]
+    reader = _Reader(
+        path,
+        doc,
+        variable_resolver(variables, env_file),
+        parse_overrides(env, problems),
+        parse_commands(commands, problems),
+        our_module,
+        our_repository_name(module_json),
+    )
 
     raw_modules = dig(doc, *AGENT, "modules")
     if not isinstance(raw_modules, dict) or not raw_modules:
         problems.append(f"{path}: no modules under $edgeAgent's desired properties")
         raw_modules = {}
-    our_repository = our_repository_name(module_json)
-    modules: dict[str, ModuleSpec] = {}
-    expanded: list[Any] = []
-    resolve = variable_resolver(variables, env_file)
-    for name, raw in raw_modules.items():
-        image = str(dig(raw, "settings", "image") or "")
-        kind = MAPPED if name in mapped else image_kind(image, our_module, our_repository)
-        if kind is None:
-            problems.append(
-                f"module '{name}': no local command for image '{image}'; map it with --command {name}=\"python -m <package>\""
-            )
-            continue
-        module_env = env_values(expand(dig(raw, "env"), resolve, str(path), expanded), name, problems)
-        if kind == INFERENCE and "HTTP_PORT" not in overrides.get(name, {}):
-            module_env["HTTP_PORT"] = "0"  # several runs (and the user's own `serve`) must not compete for a port
-        module_env.update(overrides.get(name, {}))
-        desired = dig(doc, "modulesContent", name, "properties.desired") or {}
-        modules[name] = ModuleSpec(
-            name=name,
-            image=image,
-            kind=kind,
-            status=str(dig(raw, "status") or "running"),
-            command=mapped.get(name) or KIND_COMMANDS[kind],
-            env=module_env,
-            desired=expand(desired, resolve, str(path), expanded),
-        )
+    expanded: list[Any] = []  # deploy.manifest's Problems for ${VAR}s it could not resolve
+    specs = [reader.module(name, raw, problems, expanded) for name, raw in raw_modules.items()]
+    modules = {spec.name: spec for spec in specs if spec is not None}
     problems += [str(p) for p in expanded]
     known = set(raw_modules)
-    problems += [f"--env {m}:...: there is no module '{m}' in {path}" for m in overrides if m not in known]
-    problems += [f"--command {m}=...: there is no module '{m}' in {path}" for m in mapped if m not in known]
+    problems += [f"--env {m}:...: there is no module '{m}' in {path}" for m in reader.overrides if m not in known]
+    problems += [f"--command {m}=...: there is no module '{m}' in {path}" for m in reader.mapped if m not in known]
 
     routes: list[Route] = []
-    raw_routes = dig(doc, *HUB, "routes")
     try:
-        routes = parse_routes(raw_routes if isinstance(raw_routes, dict) else {})
+        routes = parse_routes(dig(doc, *HUB, "routes") or {})
     except RouteError as err:
         problems += [f"route: {p}" for p in err.problems]
     unknown = sorted(referenced_modules(routes) - known)

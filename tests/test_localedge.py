@@ -150,7 +150,7 @@ def test_manifest_problems_are_reported_together(tmp_path: Path, monkeypatch: py
     path.write_text(json.dumps(doc))
 
     with pytest.raises(DeploymentError) as err:
-        load_deployment(path, ["nobody:X=1", "badly-formed"], ["absent=python -m x"])
+        load_deployment(path, ["nobody:X=1", "badly-formed"], ["absent=python -m x", "other=python -c 'unclosed"])
     text = "\n".join(err.value.problems)
     assert "module 'other': no local command for image 'example.azurecr.io/other:1.0'" in text
     assert "--command other=" in text  # the fix is named
@@ -158,7 +158,8 @@ def test_manifest_problems_are_reported_together(tmp_path: Path, monkeypatch: py
     assert "ghost" in text
     assert "there is no module 'nobody'" in text and "there is no module 'absent'" in text
     assert "'badly-formed'" in text
-    assert len(err.value.problems) == 6
+    assert "--command other=python -c 'unclosed: No closing quotation" in text
+    assert len(err.value.problems) == 7
 
     del doc["modulesContent"]["$edgeHub"]["properties.desired"]["routes"]["toGhost"]
     path.write_text(json.dumps(doc))

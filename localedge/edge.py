@@ -30,6 +30,7 @@ from localedge.hub import Hub
 from localedge.processes import REPO_ROOT, ModuleProcess, module_environment
 from localedge.twin import Twin
 from localedge.upstream import UpstreamMessage, UpstreamRecorder
+from localedge.workload import WorkloadAPI, production_environment
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class LocalEdge:
         self.modules: dict[str, ModuleProcess] = {}
         self.exit_codes: dict[str, int | None] = {}
         self.control: ControlServer | None = None
-        self.workload: Any = None
+        self.workload: WorkloadAPI | None = None
         self.ready_at: float | None = None
         self._logs: dict[str, IO[str]] = {}
         self._start_order: list[str] = []
@@ -96,7 +97,7 @@ class LocalEdge:
             for name, spec in self.specs.items():
                 self.twins[name] = Twin(self.brokers[name], self.device_id, name, spec.desired).start()
             if self.production_path:
-                self._start_workload()
+                self.workload = WorkloadAPI(self.ca.cert).start()  # its socket in a 0700 dir of its own
             for wave in self.deployment.start_waves():
                 self._start_wave(wave)
             if self.use_control:
@@ -107,17 +108,9 @@ class LocalEdge:
             raise
         return self
 
-    def _start_workload(self) -> None:
-        from localedge.workload import WorkloadAPI
-
-        assert self.ca is not None
-        self.workload = WorkloadAPI(self.ca.cert).start()  # its socket in a 0700 dir of its own
-
     def _environment(self, spec: ModuleSpec) -> dict[str, str]:
         broker = self.brokers[spec.name]
-        if self.production_path:
-            from localedge.workload import production_environment
-
+        if self.workload is not None:
             generation_id = secrets.token_hex(8)
             self.workload.add_module(spec.name, generation_id)
             edge_env = production_environment(
@@ -188,8 +181,7 @@ class LocalEdge:
         for broker in self.brokers.values():
             broker.stop()
         if self.workload is not None:
-            with contextlib.suppress(Exception):
-                self.workload.stop()
+            self.workload.stop()
         for file in self._logs.values():
             file.close()
         if self.run_dir is not None and not self.keep_run_dir:

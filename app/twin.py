@@ -52,7 +52,8 @@ class TwinAgent:
 
     async def _resync(self) -> None:
         try:
-            twin = await asyncio.wait_for(self._client.get_twin(), TWIN_TIMEOUT_S)
+            async with asyncio.timeout(TWIN_TIMEOUT_S):
+                twin = await self._client.get_twin()
         except Exception as exc:  # timeout or SDK error: keep the settings in effect, say so
             log.warning("twin GET failed (%r); running on the settings in effect until the next patch", exc)
             return
@@ -75,8 +76,10 @@ class TwinAgent:
         controller = self._controller
         while True:
             interval = controller.pipeline.settings.report_interval_s
+            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation (close() would hang)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(controller.changed.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await controller.changed.wait()
             changed = controller.changed.is_set()
             controller.changed.clear()
             status = controller.status()
@@ -88,7 +91,8 @@ class TwinAgent:
         """Send the status as reported properties now; False (logged) if the twin did not take it."""
         status = status or self._controller.status()
         try:
-            await asyncio.wait_for(self._client.patch_twin_reported_properties(status), TWIN_TIMEOUT_S)
+            async with asyncio.timeout(TWIN_TIMEOUT_S):
+                await self._client.patch_twin_reported_properties(status)
         except Exception as exc:
             log.warning("reported properties not sent (%r); next try at the next change or interval", exc)
             return False
@@ -99,6 +103,5 @@ class TwinAgent:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=TWIN_TIMEOUT_S)

@@ -33,12 +33,12 @@ run: venv
 	$(PY) -m app simulate $(ARGS)
 
 test: venv
-	$(VENV)/bin/ruff check app tests bench deploy images localedge
+	$(VENV)/bin/ruff check app tests bench deploy images localedge sensor
 	$(PY) -m pytest -q
 
 lint: venv
-	$(VENV)/bin/ruff check app tests bench deploy images localedge
-	$(VENV)/bin/ruff format --check app tests bench deploy images localedge
+	$(VENV)/bin/ruff check app tests bench deploy images localedge sensor
+	$(VENV)/bin/ruff format --check app tests bench deploy images localedge sensor
 
 bench: venv
 	$(PY) -m bench

@@ -1,16 +1,22 @@
-"""Shared fixtures: the committed default model, settings, and an in-process sink."""
+"""Shared fixtures: the committed default model, settings, an in-process sink, and real brokers (with twins)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.config import REPO_ROOT, Settings
 from app.messages import OutMessage
 from app.scoring import Scorer, load_scorer
+from localedge.broker import Broker, find_mosquitto
+from localedge.certs import CertAuthority, shared_dir
+from localedge.twin import Twin
 
 DEFAULT_MODEL_DIR = REPO_ROOT / "model"
 
@@ -56,3 +62,46 @@ class ListSink:
 
     def on(self, output: str) -> list[OutMessage]:
         return [m for m in self.messages if m.output == output]
+
+
+def mosquitto_or_skip() -> None:
+    """Skip where mosquitto is missing (a developer machine); in CI its absence is a failure."""
+    if find_mosquitto() is None:
+        if os.environ.get("CI"):
+            pytest.fail("mosquitto is not installed; .ci/run installs it")
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+
+
+@pytest.fixture(scope="session")
+def ca() -> Iterator[CertAuthority]:
+    """One throwaway CA for the session; every broker's server certificate comes from it."""
+    mosquitto_or_skip()
+    directory = shared_dir("edge-test-ca-")
+    try:
+        yield CertAuthority.create(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def broker(ca: CertAuthority) -> Iterator[Broker]:
+    """One broker per test (and so per module, on its own 127.0.0.N): the SDK's persistent session
+    would carry one test's subscriptions into the next."""
+    with Broker(ca) as b:
+        yield b
+
+
+@pytest.fixture
+def serve_twin(broker: Broker) -> Iterator[Callable[..., Twin]]:
+    """serve_twin(device, module, desired={}) -> the module's twin and methods, served on `broker` as
+    edgeHub would; start it before the module connects. Stopped after the test."""
+    twins: list[Twin] = []
+
+    def serve(device_id: str, module_id: str, desired: Mapping[str, Any] | None = None) -> Twin:
+        twin = Twin(broker, device_id, module_id, desired or {}).start()
+        twins.append(twin)
+        return twin
+
+    yield serve
+    for twin in twins:
+        twin.stop()

@@ -32,8 +32,8 @@ from localedge.errors import EdgeError
 from localedge.processes import REPO_ROOT
 from localedge.upstream import UpstreamRecorder
 from localedge.wire import EdgeClient, inputs_filter
+from tests.conftest import mosquitto_or_skip
 from tests.helpers import reading, row
-from tests.test_twin import mosquitto_or_skip
 
 SENSOR_MODULE, MODEL_MODULE = "tempSensor", "inference"
 INPUT, OUTPUT, ERRORS = "amlInput", "amlOutput", "errorOutput"

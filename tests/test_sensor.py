@@ -12,9 +12,7 @@ import queue
 import re
 import subprocess
 import sys
-import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,67 +21,23 @@ import pytest
 from localedge.broker import Broker
 from localedge.errors import EdgeError
 from localedge.processes import REPO_ROOT, ModuleProcess, module_environment
+from localedge.twin import Twin
 from localedge.wire import EdgeClient, EdgeMessage, outputs_filter
 from sensor.readings import Simulation
 from sensor.settings import ENV, SensorSettings, load_settings, parse_delay
-from tests.test_transport import broker, ca  # noqa: F401 (fixtures: one CA per session, one broker per test)
 
 DEVICE, MODULE, OUTPUT = "edge-test-device", "tempSensor", "temperatureOutput"
 TIME_CREATED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-class TwinStandIn:
-    """IoT Hub's side of one module's twin on its broker: answers the SDK's twin GETs with `desired`,
-    acknowledges reported patches (kept in `reported`), pushes desired patches. A thread serves it."""
-
-    def __init__(self, on: Broker) -> None:
-        self.desired: dict[str, Any] = {}
-        self.version = self.reported_version = 1
-        self.reported: queue.Queue[dict[str, Any]] = queue.Queue()
-        self._client = on.client()
-        self._client.subscribe("$iothub/twin/GET/#")
-        self._client.subscribe("$iothub/twin/PATCH/properties/reported/#")
-        self._thread = threading.Thread(target=self._serve, name="twin-stand-in", daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while (msg := self._client.messages.get()) is not None:
-            rid = urllib.parse.parse_qs(msg.topic.partition("?")[2])["$rid"][0]
-            if msg.topic.startswith("$iothub/twin/GET/"):
-                twin = {"desired": {**self.desired, "$version": self.version}, "reported": {}}
-                self._client.publish(f"$iothub/twin/res/200/?$rid={rid}", json.dumps(twin))
-            else:
-                self.reported.put(json.loads(msg.body))
-                self.reported_version += 1
-                self._client.publish(f"$iothub/twin/res/204/?$rid={rid}&$version={self.reported_version}", b"")
-
-    def push_desired(self, patch: dict[str, Any]) -> None:
-        """A desired-properties patch, as IoT Hub pushes it after a twin update."""
-        self.version += 1
-        self.desired.update(patch)
-        body = json.dumps({**patch, "$version": self.version})
-        EdgeClient.wait_published(
-            [self._client.publish(f"$iothub/twin/PATCH/properties/desired/?$version={self.version}", body)], 5
-        )
-
-    def close(self) -> None:
-        self._client.messages.put(None)  # type: ignore[arg-type]  # ends _serve
-        self._thread.join(5)
-        self._client.close()
+@pytest.fixture
+def twin(serve_twin: Callable[..., Twin]) -> Twin:
+    return serve_twin(DEVICE, MODULE)
 
 
 @pytest.fixture
-def twin(broker: Broker) -> Iterator[TwinStandIn]:  # noqa: F811
-    stand_in = TwinStandIn(broker)
-    try:
-        yield stand_in
-    finally:
-        stand_in.close()
-
-
-@pytest.fixture
-def edge(broker: Broker) -> Iterator[EdgeClient]:  # noqa: F811
+def edge(broker: Broker) -> Iterator[EdgeClient]:
     """The test side, subscribed to everything the sensor sends."""
     client = broker.client()
     try:
@@ -94,7 +48,7 @@ def edge(broker: Broker) -> Iterator[EdgeClient]:  # noqa: F811
 
 
 @pytest.fixture
-def start_sensor(broker: Broker, twin: TwinStandIn) -> Iterator[Callable[..., ModuleProcess]]:  # noqa: F811
+def start_sensor(broker: Broker, twin: Twin) -> Iterator[Callable[..., ModuleProcess]]:
     """Starts `python -m sensor` against the broker (its twin served) and waits for "ready:"; stops it by PID after."""
     started: list[ModuleProcess] = []
 
@@ -249,7 +203,7 @@ def test_message_delay_paces_the_sends(edge: EdgeClient, start_sensor: Callable[
 
 
 def test_send_data_false_sends_nothing_until_a_desired_patch(
-    edge: EdgeClient, twin: TwinStandIn, start_sensor: Callable[..., ModuleProcess]
+    edge: EdgeClient, twin: Twin, start_sensor: Callable[..., ModuleProcess]
 ) -> None:
     # The twin's SendInterval (10 ms) overrides MessageDelay (5 s): ticks come fast while nothing is sent.
     twin.desired.update(SendData=False, SendInterval=0.01)
@@ -258,10 +212,11 @@ def test_send_data_false_sends_nothing_until_a_desired_patch(
     edge.barrier()
     assert edge.drain() == []
 
-    twin.push_desired({"SendData": True})
+    twin.patch_desired({"SendData": True})
     outputs = edge.collect(5, timeout=10)
     assert [m.custom_properties["sequenceNumber"] for m in outputs] == ["1", "2", "3", "4", "5"]
-    assert twin.reported.get(timeout=10) == {"SendData": True, "SendInterval": 0.01}  # reported back, as Microsoft's
+    reported_back = twin.wait_reported(lambda r: r.get("SendData") is True, timeout=10)  # as Microsoft's
+    assert reported_back == {"SendData": True, "SendInterval": 0.01}
     sensor.wait_for_line("sensor done: sent=5", timeout=10)
     assert temperature(outputs[0]) > 23.0  # the ramp went on while sending was off, as Microsoft's
     assert sensor.terminate(timeout=10) == 0
@@ -269,7 +224,7 @@ def test_send_data_false_sends_nothing_until_a_desired_patch(
 
 
 def test_control_message_and_reset_method_restart_the_ramp(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     edge: EdgeClient,
     start_sensor: Callable[..., ModuleProcess],
 ) -> None:

@@ -13,9 +13,7 @@ is an Event or a Queue with a bounded timeout.
 from __future__ import annotations
 
 import collections
-import os
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,9 +22,9 @@ import pytest
 
 from app.config import SETTINGS
 from app.scoring import Scorer
-from localedge.broker import Broker, find_mosquitto, take_session_backlog
-from localedge.certs import CertAuthority, shared_dir
+from localedge.broker import Broker, take_session_backlog
 from localedge.processes import ModuleProcess, module_environment
+from localedge.twin import Twin
 from localedge.wire import EdgeClient, EdgeMessage, inputs_filter, outputs_filter
 from tests.helpers import reading, row
 
@@ -35,26 +33,6 @@ INPUT, OUTPUT, ERRORS = "amlInput", "amlOutput", "errorOutput"
 STOP_TIMEOUT = 20.0  # SIGTERM -> exit: SHUTDOWN_TIMEOUT_S (8) + client shutdown (5) + margin
 UPSTREAM = [("$.ct", "application/json"), ("$.ce", "utf-8"), ("$.cdid", DEVICE), ("$.cmid", "SimulatedTemperatureSensor")]
 STOPPED = re.compile(r"stopped: messages=(\d+) predictions=(\d+) errors=(\d+) sent=(\d+) send_failures=(\d+)")
-
-
-@pytest.fixture(scope="session")
-def ca() -> Iterator[CertAuthority]:
-    if find_mosquitto() is None:
-        if os.environ.get("CI"):
-            pytest.fail("mosquitto is not installed; .ci/run installs it")
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    directory = shared_dir("edge-test-ca-")
-    try:
-        yield CertAuthority.create(directory)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def broker(ca: CertAuthority) -> Iterator[Broker]:
-    """One broker per test (and so per module), on its own 127.0.0.N."""
-    with Broker(ca) as b:
-        yield b
 
 
 @pytest.fixture
@@ -69,11 +47,13 @@ def edge(broker: Broker) -> Iterator[EdgeClient]:
 
 
 @pytest.fixture
-def start_module(broker: Broker) -> Iterator[Callable[..., ModuleProcess]]:
-    """Starts `python -m app` against the broker and waits for "ready:"; stops it in the finalizer."""
+def start_module(broker: Broker, serve_twin: Callable[..., Twin]) -> Iterator[Callable[..., ModuleProcess]]:
+    """Starts `python -m app` against the broker (its twin served) and waits for "ready:"; stops it in the finalizer."""
     started: list[ModuleProcess] = []
 
     def start(**settings: str) -> ModuleProcess:
+        if not started:
+            serve_twin(DEVICE, MODULE)
         # HTTP_PORT=0: these tests are about edgeHub; module processes must not compete for a port.
         env = module_environment(
             {**broker.module_env(DEVICE, MODULE), "LOG_LEVEL": "INFO", "HTTP_PORT": "0", **settings}, drop=SETTINGS

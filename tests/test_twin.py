@@ -7,10 +7,8 @@ No sleeps: the SDK's calls are awaited (bounded), pushed patches and method call
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -18,8 +16,7 @@ from azure.iot.device import MethodRequest, MethodResponse
 from azure.iot.device.aio import IoTHubModuleClient
 from azure.iot.device.exceptions import ClientError
 
-from localedge.broker import Broker, find_mosquitto
-from localedge.certs import CertAuthority, shared_dir
+from localedge.broker import Broker
 from localedge.twin import Twin, merge_patch
 
 DEVICE, MODULE = "twin-test-device", "tempSensor"
@@ -27,38 +24,9 @@ DESIRED = {"SendInterval": 5, "SendData": True, "limits": {"low": 10, "high": 90
 WAIT = 10.0  # bound on every SDK call and every wait
 
 
-def mosquitto_or_skip() -> None:
-    """Skip where mosquitto is missing (a developer machine); in CI its absence is a failure."""
-    if find_mosquitto() is None:
-        if os.environ.get("CI"):
-            pytest.fail("mosquitto is not installed; .ci/run installs it")
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-
-
-@pytest.fixture(scope="module")
-def ca() -> Iterator[CertAuthority]:
-    mosquitto_or_skip()
-    directory = shared_dir("twin-test-ca-")
-    try:
-        yield CertAuthority.create(directory)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 @pytest.fixture
-def broker(ca: CertAuthority) -> Iterator[Broker]:
-    """A broker per test: the SDK's persistent session would carry one test's subscriptions into the next."""
-    with Broker(ca) as b:
-        yield b
-
-
-@pytest.fixture
-def twin(broker: Broker) -> Iterator[Twin]:
-    twin = Twin(broker, DEVICE, MODULE, DESIRED).start()
-    try:
-        yield twin
-    finally:
-        twin.stop()
+def twin(serve_twin: Callable[..., Twin]) -> Twin:
+    return serve_twin(DEVICE, MODULE, DESIRED)
 
 
 def new_client(broker: Broker) -> IoTHubModuleClient:

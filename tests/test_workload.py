@@ -17,7 +17,7 @@ import hmac
 import json
 import stat
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -28,14 +28,14 @@ from azure.iot.device.iothub.edge_hsm import IoTEdgeError, IoTEdgeHsm
 from app.config import SETTINGS
 from localedge.broker import Broker
 from localedge.processes import ModuleProcess, module_environment
+from localedge.twin import Twin
 from localedge.wire import EdgeClient
 from localedge.workload import DEFAULT_API_VERSION, WorkloadAPI, production_environment
 from tests import test_transport
 from tests.helpers import reading
 from tests.test_transport import DEVICE, MODULE, OUTPUT, assert_clean_log, send, stop_and_collect_rest
 
-# The real broker fixtures (CA per session, a broker per test, the test side's client), not copies.
-ca, broker, edge = test_transport.ca, test_transport.broker, test_transport.edge
+edge = test_transport.edge  # the test side's client, subscribed to the module's outputs
 
 GENID = "638712345678901234"
 HUB = "edge-test.azure-devices.net"
@@ -182,7 +182,10 @@ def wait_exit(module: ModuleProcess, timeout: float = START_TIMEOUT) -> int:
     return code
 
 
-def test_module_takes_production_path_end_to_end(broker: Broker, edge: EdgeClient, modules: list[ModuleProcess]) -> None:
+def test_module_takes_production_path_end_to_end(
+    broker: Broker, serve_twin: Callable[..., Twin], edge: EdgeClient, modules: list[ModuleProcess]
+) -> None:
+    serve_twin(DEVICE, MODULE)
     with WorkloadAPI(broker.ca.cert) as api:
         api.add_module(MODULE, GENID)
         module = launch(modules, edge_agent_env(api, broker.host))

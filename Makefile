@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?= --rate 20 --messages 400 --bad-every 50
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # numpy 1.24.2 (Debian bookworm's, pinned so the arm32v7 image can load the same model.pkl) has
 # wheels for CPython 3.11 only: find a 3.11 interpreter, or say what to do.
@@ -10,7 +11,7 @@ PYTHON311 ?= $(shell for p in python3.11 python3 python; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; \
 	then command -v $$p; break; fi; done)
 
-.PHONY: run test lint bench model manifest clean venv image image-test
+.PHONY: run test lint bench model manifest clean venv image image-test edge mosquitto
 
 venv: $(VENV)/.installed
 
@@ -32,13 +33,24 @@ $(VENV)/.installed: requirements/model.txt requirements/runtime.txt requirements
 run: venv
 	$(PY) -m app simulate $(ARGS)
 
-test: venv
+test: venv mosquitto
 	$(VENV)/bin/ruff check app tests bench deploy images localedge sensor
 	$(PY) -m pytest -q
 
 lint: venv
 	$(VENV)/bin/ruff check app tests bench deploy images localedge sensor
 	$(VENV)/bin/ruff format --check app tests bench deploy images localedge sensor
+
+# The whole deployment on this machine, no Docker, no Azure (localedge/): sensor -> inference -> $upstream,
+# predictions printed as they arrive; Ctrl-C stops everything. E.g. EDGE_ARGS="--verbose --env tempSensor:MessageDelay=1".
+edge: venv mosquitto
+	$(PY) -m localedge run $(EDGE_ARGS)
+
+# The local edge and the tests run real Mosquitto brokers (Debian's package), started and stopped by them.
+mosquitto:
+	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
+	  echo "installing mosquitto from Debian's packages"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends mosquitto; }
 
 bench: venv
 	$(PY) -m bench

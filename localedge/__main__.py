@@ -89,6 +89,10 @@ def _raise_interrupt(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _stopping(_signum: int, _frame: Any) -> None:
+    print("stopping: every module, broker and temporary file is being removed", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         deployment = load_deployment(args.manifest, args.env, args.commands)
@@ -102,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     edge = LocalEdge(
         deployment, production_path=args.production_path, verbose=args.verbose, on_upstream=printer, keep_run_dir=args.keep
     )
-    for sig in (signal.SIGTERM, signal.SIGHUP):  # stop like Ctrl-C: the finally below stops every child
+    # SIGINT too: a shell without job control starts background jobs with it ignored, and Ctrl-C must work.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the finally below stops every child
         signal.signal(sig, _raise_interrupt)
     code = EXIT_OK
     try:
@@ -123,8 +128,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         code = EXIT_FAILED
     finally:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)
+        # A second Ctrl-C (or `timeout`, which signals the child and its group) must not cut the stop short.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _stopping)
         edge.stop()
     summary = edge.upstream.summary(edge.ready_at)
     if args.json:

@@ -34,6 +34,23 @@ def model_copy(tmp_path: Path) -> Path:
     return target
 
 
+@pytest.fixture(scope="session")
+def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another model to swap in (a logistic regression named temperature-lr), registered in its own directory."""
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    from app.register import register
+    from app.simulator import FEATURES, LABELS, training_data
+
+    directory = tmp_path_factory.mktemp("second") / "model"
+    X, y = training_data(2000, 11)
+    source = directory.parent / "lr.joblib"
+    joblib.dump(LogisticRegression(max_iter=500).fit(X, y), source)
+    register(source, directory, name="temperature-lr", features=list(FEATURES), labels=list(LABELS))
+    return directory
+
+
 @pytest.fixture
 def settings() -> Settings:
     return Settings(model_dir=str(DEFAULT_MODEL_DIR))

@@ -12,7 +12,6 @@ import joblib
 import numpy as np
 import orjson
 import pytest
-from sklearn.linear_model import LogisticRegression
 
 from app.config import ConfigError, Settings
 from app.control import ChangeRefused, Controller
@@ -21,9 +20,8 @@ from app.live import LIVE, merge_patch, reported_settings, settings_from_desired
 from app.messages import InMessage
 from app.methods import MethodHandler
 from app.pipeline import Pipeline
-from app.register import register
 from app.scoring import DEFAULT_SCRIPT, load_scorer
-from app.simulator import FEATURES, LABELS, training_data
+from app.simulator import FEATURES
 
 from .conftest import DEFAULT_MODEL_DIR, ListSink
 from .helpers import body, reading, row
@@ -268,17 +266,6 @@ async def test_a_threshold_needs_a_script_that_takes_one(tmp_path: Path) -> None
 
 
 # --- model hot swap --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A different model (logistic regression, other name) registered in its own directory."""
-    directory = tmp_path_factory.mktemp("second") / "model"
-    X, y = training_data(2000, 11)
-    source = directory.parent / "lr.joblib"
-    joblib.dump(LogisticRegression(max_iter=500).fit(X, y), source)
-    register(source, directory, name="temperature-lr", features=list(FEATURES), labels=list(LABELS))
-    return directory
 
 
 async def test_hot_swap_under_a_stream_loses_and_doubles_nothing(second_model: Path) -> None:

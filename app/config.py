@@ -100,7 +100,7 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "AGGREGATE_MAX_BYTES": (
         "aggregate_max_bytes",
         int,
-        "Size budget of one aggregated message (body + properties). Default: 4096",
+        "Size budget of one aggregated message (body + properties, 256 of it kept for system properties). Default: 4096",
     ),
     "AGGREGATE_MAX_DELAY_MS": ("aggregate_max_delay_ms", float, "Longest a partly filled aggregate waits. Default: 1000"),
     "THRESHOLD": (

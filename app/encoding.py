@@ -22,6 +22,12 @@ class OutputTooLarge(ValueError):
     pass
 
 
+# What the module and edgeHub add to an output on its way up, which IoT Hub meters too: message id
+# (32), correlation id, content type and encoding (21), output name, edgeHub's connection device and
+# module ids. An aggregate leaves this much of its budget for them, so a full one stays in one block.
+SYSTEM_PROPERTIES_ALLOWANCE = 256
+
+
 def _size(body: bytes, props: dict[str, str]) -> int:
     # IoT Hub counts properties toward the message size too.
     if not props:
@@ -100,7 +106,7 @@ class Aggregator:
 
     def __init__(self, encoder: Encoder, max_bytes: int) -> None:
         self._output = encoder.output
-        self._max = max_bytes
+        self._max = max_bytes - SYSTEM_PROPERTIES_ALLOWANCE
         self._head, self._tail = encoder.aggregate_head, b"]}"
         self._items: list[bytes] = []
         self._size = len(self._head) + len(self._tail)

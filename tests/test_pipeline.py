@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from app.config import MESSAGE_LIMIT_BYTES, ConfigError, Settings
+from app.encoding import SYSTEM_PROPERTIES_ALLOWANCE
 from app.messages import InMessage
 from app.pipeline import Pipeline
 from app.scoring import load_scorer
@@ -168,8 +169,9 @@ async def test_aggregation_packs_predictions_under_the_budget(settings, scorer) 
     outs = sink.on("amlOutput")
     items = [item for o in outs for item in orjson.loads(o.body)["predictions"]]
     assert [i["messageId"] for i in items] == [f"m-{i}" for i in range(300)]
-    assert all(len(o.body) <= 4096 for o in outs)
-    assert all(len(o.body) > 4096 - 200 for o in outs[:-1])  # full, not just under
+    room = 4096 - SYSTEM_PROPERTIES_ALLOWANCE  # the rest is for the system properties that ride along
+    assert all(len(o.body) <= room for o in outs)
+    assert all(len(o.body) > room - 200 for o in outs[:-1])  # full, not just under
     assert sum(o.predictions for o in outs) == 300
     assert len(outs) <= 300 / 30
     assert orjson.loads(outs[0].body)["model"] == "temperature-anomaly"

@@ -320,33 +320,22 @@ class _Not(_Node):
 
 
 @dataclass(frozen=True)
-class _And(_Node):
+class _Junction(_Node):
+    """AND (`decisive` False) or OR (`decisive` True), three-valued: a decisive operand settles it,
+    else an undefined operand leaves it undefined."""
+
     left: _Node
     right: _Node
+    decisive: bool
 
     def evaluate(self, msg: Message) -> Any:
         left = self.left.evaluate(msg)
-        if left is False:
-            return False
+        if left is self.decisive:
+            return self.decisive
         right = self.right.evaluate(msg)
-        if right is False:
-            return False
-        return UNDEFINED if UNDEFINED in (left, right) else True
-
-
-@dataclass(frozen=True)
-class _Or(_Node):
-    left: _Node
-    right: _Node
-
-    def evaluate(self, msg: Message) -> Any:
-        left = self.left.evaluate(msg)
-        if left is True:
-            return True
-        right = self.right.evaluate(msg)
-        if right is True:
-            return True
-        return UNDEFINED if UNDEFINED in (left, right) else False
+        if right is self.decisive:
+            return self.decisive
+        return UNDEFINED if UNDEFINED in (left, right) else not self.decisive
 
 
 @dataclass(frozen=True)
@@ -554,14 +543,14 @@ class _Parser:
         node = self.conjunction(after)
         while self.at("keyword", "OR"):
             self.advance()
-            node = _Or(node, self.conjunction("OR"))
+            node = _Junction(node, self.conjunction("OR"), decisive=True)
         return node
 
     def conjunction(self, after: str) -> _Node:
         node = self.negation(after)
         while self.at("keyword", "AND"):
             self.advance()
-            node = _And(node, self.negation("AND"))
+            node = _Junction(node, self.negation("AND"), decisive=False)
         return node
 
     def negation(self, after: str) -> _Node:

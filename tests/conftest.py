@@ -17,6 +17,7 @@ from app.scoring import Scorer, load_scorer
 from localedge.broker import Broker, find_mosquitto
 from localedge.certs import CertAuthority, shared_dir
 from localedge.twin import Twin
+from localedge.wire import EdgeClient, outputs_filter
 
 DEFAULT_MODEL_DIR = REPO_ROOT / "model"
 
@@ -122,3 +123,19 @@ def serve_twin(broker: Broker) -> Iterator[Callable[..., Twin]]:
     yield serve
     for twin in twins:
         twin.stop()
+
+
+@pytest.fixture
+def listen(broker: Broker) -> Iterator[Callable[[str, str], EdgeClient]]:
+    """listen(device, module) -> the test side's client on `broker`, subscribed to everything the module sends."""
+    clients: list[EdgeClient] = []
+
+    def subscribe(device_id: str, module_id: str) -> EdgeClient:
+        client = broker.client()
+        clients.append(client)
+        client.subscribe(outputs_filter(device_id, module_id))
+        return client
+
+    yield subscribe
+    for client in clients:
+        client.close()

@@ -22,7 +22,7 @@ from localedge.broker import Broker
 from localedge.errors import EdgeError
 from localedge.processes import REPO_ROOT, ModuleProcess, module_environment
 from localedge.twin import Twin
-from localedge.wire import EdgeClient, EdgeMessage, outputs_filter
+from localedge.wire import EdgeClient, EdgeMessage
 from sensor.readings import Simulation
 from sensor.settings import ENV, SensorSettings, load_settings, parse_delay
 
@@ -37,14 +37,9 @@ def twin(serve_twin: Callable[..., Twin]) -> Twin:
 
 
 @pytest.fixture
-def edge(broker: Broker) -> Iterator[EdgeClient]:
+def edge(listen: Callable[[str, str], EdgeClient]) -> EdgeClient:
     """The test side, subscribed to everything the sensor sends."""
-    client = broker.client()
-    try:
-        client.subscribe(outputs_filter(DEVICE, MODULE))
-        yield client
-    finally:
-        client.close()
+    return listen(DEVICE, MODULE)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from app.scoring import Scorer
 from localedge.broker import Broker, take_session_backlog
 from localedge.processes import ModuleProcess, module_environment
 from localedge.twin import Twin
-from localedge.wire import EdgeClient, EdgeMessage, inputs_filter, outputs_filter
+from localedge.wire import EdgeClient, EdgeMessage, inputs_filter
 from tests.helpers import reading, row
 
 DEVICE, MODULE = "edge-test-device", "inference"
@@ -36,14 +36,9 @@ STOPPED = re.compile(r"stopped: messages=(\d+) predictions=(\d+) errors=(\d+) se
 
 
 @pytest.fixture
-def edge(broker: Broker) -> Iterator[EdgeClient]:
+def edge(listen: Callable[[str, str], EdgeClient]) -> EdgeClient:
     """The test side, subscribed to everything the module sends."""
-    client = broker.client()
-    try:
-        client.subscribe(outputs_filter(DEVICE, MODULE))
-        yield client
-    finally:
-        client.close()
+    return listen(DEVICE, MODULE)
 
 
 @pytest.fixture

@@ -177,6 +177,17 @@ async def test_metrics_count_what_was_sent(client) -> None:
     assert samples[("edge_inference_queue_depth", ())] == 0
     info = [k for k in samples if k[0] == "edge_inference_model_info"]
     assert dict(info[0][1])["name"] == "temperature-anomaly"
+    # Histograms: one latency per request; one batch-rows and one scoring time per run() call.
+    batches = samples[("edge_inference_batches_total", ())]
+    assert samples[("edge_inference_latency_seconds_count", ())] == 4
+    assert samples[("edge_inference_latency_seconds_bucket", (("le", "+Inf"),))] == 4
+    assert samples[("edge_inference_batch_rows_count", ())] == batches >= 1
+    assert samples[("edge_inference_batch_rows_sum", ())] == 4  # every scored row in some batch
+    assert samples[("edge_inference_scoring_seconds_count", ())] == batches
+    assert 0 < samples[("edge_inference_scoring_seconds_sum", ())] < 5
+    one_row = samples[("edge_inference_batch_rows_bucket", (("le", "1.0"),))]
+    two_rows = samples[("edge_inference_batch_rows_bucket", (("le", "2.0"),))]
+    assert one_row <= two_rows == batches  # cumulative buckets; no call had more than 2 rows
 
 
 def _free_port() -> int:

@@ -88,6 +88,8 @@ class ControlServer:
         with contextlib.suppress(OSError):
             if state_file().read_text() == str(self.socket_path):
                 state_file().unlink()
+        with contextlib.suppress(OSError):
+            state_dir().rmdir()  # only when empty: another edge's state stays
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -27,6 +27,8 @@ from typing import Any
 from dotenv import dotenv_values
 from jsonschema import Draft4Validator
 
+from localedge.routes import ModuleInput, RouteError, parse_routes
+
 Json = Any
 JsonPath = tuple[str | int, ...]
 
@@ -35,11 +37,6 @@ AGENT: JsonPath = ("modulesContent", "$edgeAgent", "properties.desired")
 HUB: JsonPath = ("modulesContent", "$edgeHub", "properties.desired")
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 MODULE_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
-ROUTE_NAME = re.compile(r"^[^\.\$# ]+$")
-# Greedy middle: the sink follows the last INTO, whatever a WHERE clause holds.
-ROUTE = re.compile(r"^\s*FROM\s+(?P<source>\S+).*\s+INTO\s+(?P<sink>\S.*?)\s*$", re.IGNORECASE | re.DOTALL)
-SOURCE_MODULE = re.compile(r"^/messages/modules/(?P<module>[^/]+)")
-SINK_MODULE = re.compile(r'^BrokeredEndpoint\(\s*"/modules/(?P<module>[^/"]+)/inputs/[^"]+"\s*\)$', re.IGNORECASE)
 CHUNK_CHARS = 512  # edgeAgent reads createOptions as twin strings of at most 512 characters...
 MAX_CHUNKS = 8  # ...createOptions, createOptions01 ... createOptions07: 4 KB in all
 REQUIRED_MODULE_KEYS = ("version", "type", "status", "restartPolicy")
@@ -396,27 +393,20 @@ def check(doc: Json, template: Json, image: str, file: str, env_file: Path, left
             add(path, f"module '{name}' lacks {', '.join(missing)}", f"add them, e.g. {example}")
     unknown_fix = f"correct the module name (modules: {', '.join(modules) or 'none'}) or add the module"
     routes = dig(doc, *HUB, "routes")
+    grammar = 'FROM <source> [WHERE <condition>] INTO $upstream | BrokeredEndpoint("/modules/<m>/inputs/<i>")'
     for name, route in routes.items() if isinstance(routes, dict) else []:
         path = (*HUB, "routes", name)
-        if not ROUTE_NAME.match(name):
-            add(path, f"route name '{name}' does not match ^[^\\.\\$# ]+$", "rename it without . $ # or spaces")
-        text = route.get("route") if isinstance(route, dict) else route
-        path += ("route",) if isinstance(route, dict) else ()
-        match = ROUTE.match(text) if isinstance(text, str) else None
-        if match is None:
-            add(path, f"route '{name}' is not FROM <source> [WHERE <condition>] INTO <sink>", "rewrite it in that form")
+        path += ("route",) if isinstance(route, dict) and isinstance(route.get("route"), str) else ()
+        try:  # edgeHub's grammar, WHERE conditions included: the local edge's parser, the one route reader
+            [parsed] = parse_routes({name: route})
+        except RouteError as err:
+            for problem in err.problems:
+                add(path, problem, f"rewrite it as {grammar}")
             continue
-        source, sink = SOURCE_MODULE.match(match["source"]), SINK_MODULE.match(match["sink"])
-        if source and source["module"] not in modules:
-            add(path, f"route '{name}' reads from module '{source['module']}', which is not deployed", unknown_fix)
-        if sink and sink["module"] not in modules:
-            add(path, f"route '{name}' sends to module '{sink['module']}', which is not deployed", unknown_fix)
-        if not sink and match["sink"] != "$upstream":
-            add(
-                path,
-                f"route '{name}' has an unknown sink '{match['sink']}'",
-                'use $upstream or BrokeredEndpoint("/modules/<m>/inputs/<i>")',
-            )
+        if parsed.source.module is not None and parsed.source.module not in modules:
+            add(path, f"route '{name}' reads from module '{parsed.source.module}', which is not deployed", unknown_fix)
+        if isinstance(parsed.sink, ModuleInput) and parsed.sink.module not in modules:
+            add(path, f"route '{name}' sends to module '{parsed.sink.module}', which is not deployed", unknown_fix)
     return problems + check_credentials(doc, template, image, file, env_file)
 
 

@@ -144,6 +144,7 @@ def test_unknown_route_modules_are_named(project: Path) -> None:
             "priority": 1,
             "timeToLiveSecs": 60,
         }
+        routes["badWhere"] = "FROM /messages/* WHERE $body.label = INTO $upstream"
 
     edit_template(project, change)
 
@@ -155,7 +156,9 @@ def test_unknown_route_modules_are_named(project: Path) -> None:
     )
     assert f"{HUB_PATH}.routes.fromGhost.route: route 'fromGhost' reads from module 'ghost', which is not deployed" in message
     assert "modules: tempSensor, inference" in message
-    assert f"{HUB_PATH}.routes[\"bad.name\"]: route name 'bad.name' does not match" in message
+    assert f"{HUB_PATH}.routes[\"bad.name\"]: route name 'bad.name' may not contain '.', '$', '#' or spaces" in message
+    # WHERE conditions are checked with edgeHub's grammar (the local edge's parser) before anything is deployed.
+    assert f"{HUB_PATH}.routes.badWhere: route 'badWhere': expected a value after '=' at col 38, got 'INTO'" in message
 
 
 def test_create_options_over_4_kb_is_an_error_with_path_and_size(project: Path) -> None:

@@ -43,6 +43,7 @@ from .twin import TwinAgent
 log = logging.getLogger(__name__)
 
 SEND_ATTEMPTS = 3
+STOPPING_REPORT_TIMEOUT_S = 2.0
 
 
 class EdgeSink:
@@ -237,7 +238,8 @@ async def run_module(settings: Settings) -> int:
     controller.set_state("stopping")
     log.info("stopping: finishing the messages in hand")
     await twin.close()
-    await twin.report()  # bounded; the twin shows "stopping" even if we are not heard from again
+    # Briefly: the runtime's stop grace period is for the messages in hand, not for an unreachable twin.
+    await twin.report(timeout=STOPPING_REPORT_TIMEOUT_S)
     code = 0
     try:
         async with asyncio.timeout(settings.shutdown_timeout_s):

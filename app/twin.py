@@ -87,11 +87,11 @@ class TwinAgent:
                 await self.report(status)
             await asyncio.sleep(MIN_REPORT_SPACING_S)  # rate limit: changes in between go in the next report
 
-    async def report(self, status: dict[str, Any] | None = None) -> bool:
-        """Send the status as reported properties now; False (logged) if the twin did not take it."""
+    async def report(self, status: dict[str, Any] | None = None, timeout: float = TWIN_TIMEOUT_S) -> bool:
+        """Send the status as reported properties now; False (logged) if the twin did not take it in time."""
         status = status or self._controller.status()
         try:
-            async with asyncio.timeout(TWIN_TIMEOUT_S):
+            async with asyncio.timeout(timeout):
                 await self._client.patch_twin_reported_properties(status)
         except Exception as exc:
             log.warning("reported properties not sent (%r); next try at the next change or interval", exc)

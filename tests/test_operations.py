@@ -135,6 +135,8 @@ def test_reload_model_mid_stream_loses_and_doubles_no_message(start_edge, second
     assert edge.hub is not None
     sent = edge.hub.message_ids(SENSOR)
     edge.stop()
+    final = edge.twins[MODEL].document()["reported"]  # the module's last word before it exited
+    assert final["status"] == "stopping" and final["model"]["name"] == "temperature-lr"
 
     outcomes = list(edge.upstream.messages)
     counts = collections.Counter(m.correlation_id for m in outcomes)

@@ -56,11 +56,16 @@ class Controller:
         self.desired_version: int | None = None  # the desired $version the settings in effect came from
         self.rejected_version: int | None = None
         self.last_error: dict[str, Any] | None = None
-        self.degraded = False
+        self.model_refused = False  # the last reloadModel failed (the previous model serves on)
         self.model_loaded_at = _now()
         self.changed = asyncio.Event()  # set on every change of what status() shows, but the counters
         self._model_override: str | None = None  # a reloadModel directory, until desired names modelDir
         self._lock = asyncio.Lock()
+
+    @property
+    def degraded(self) -> bool:
+        """Serving, but the twin's desired document or the last model asked for was refused."""
+        return self.rejected_version is not None or self.model_refused
 
     @property
     def state(self) -> str:
@@ -97,8 +102,7 @@ class Controller:
                 self._failed(code, f"desired $version {version} refused, previous settings kept: {exc}")
                 raise ChangeRefused(code, str(exc)) from None
             self.desired_version, self._model_override = version, override
-            self.rejected_version = None
-            self.degraded = False
+            self.rejected_version, self.model_refused = None, False
             log.info("desired $version %s in effect", version)
             self.changed.set()
             return settings
@@ -111,11 +115,12 @@ class Controller:
             try:
                 await self._switch(settings.replace(model_dir=target), force_load=True)
             except ChangeRefused as exc:
+                self.model_refused = True
                 self._failed(exc.code, f"reloadModel {target} refused, previous model kept: {exc}")
                 raise
             if model_dir:
                 self._model_override = model_dir
-            self.degraded = False
+            self.model_refused = False
             self.changed.set()
             return self.pipeline.scorer
 
@@ -150,7 +155,6 @@ class Controller:
     def _failed(self, code: str, message: str) -> None:
         log.error("%s", message)
         self.last_error = {"code": code, "message": message, "at": _now()}
-        self.degraded = True
         self.changed.set()
 
     def status(self) -> dict[str, Any]:

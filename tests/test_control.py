@@ -386,3 +386,19 @@ async def test_unknown_method_is_404(methods) -> None:
     handler, _ = methods
     status, payload = await handler.call("reboot", {})
     assert status == 404 and "score, getStatus, reloadModel" in payload["reason"]
+
+
+async def test_degraded_lasts_while_anything_asked_for_is_refused(second_model: Path, model_copy: Path) -> None:
+    (model_copy / "model.pkl").write_bytes(b"broken")
+    async with Running(BASE) as r:
+        with pytest.raises(ChangeRefused):
+            await r.controller.apply_desired({"maxBatchSize": 0}, 2, patch=False)
+        await r.controller.reload_model(str(second_model))  # a good reload does not mend the twin's document
+        assert r.controller.state == "degraded"
+        await r.controller.apply_desired({"maxBatchSize": None, "$version": 3}, 3, patch=True)
+        assert r.controller.state == "ready"
+        with pytest.raises(ChangeRefused):
+            await r.controller.reload_model(str(model_copy))
+        assert r.controller.state == "degraded"
+        await r.controller.reload_model()  # the model in use, reloaded: nothing refused any more
+        assert r.controller.state == "ready" and r.pipeline.scorer.manifest.name == "temperature-lr"

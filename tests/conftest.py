@@ -16,6 +16,7 @@ from app.messages import OutMessage
 from app.scoring import Scorer, load_scorer
 from localedge.broker import Broker, find_mosquitto
 from localedge.certs import CertAuthority, shared_dir
+from localedge.processes import ModuleProcess
 from localedge.twin import Twin
 from localedge.wire import EdgeClient, outputs_filter
 
@@ -139,3 +140,19 @@ def listen(broker: Broker) -> Iterator[Callable[[str, str], EdgeClient]]:
     yield subscribe
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def launch() -> Iterator[Callable[..., ModuleProcess]]:
+    """launch(env, args=("-m", "app")) -> a started child (not waited for); every one is stopped by PID,
+    bounded, after the test, also when it fails."""
+    started: list[ModuleProcess] = []
+
+    def start(env: Mapping[str, str], args: tuple[str, ...] = ("-m", "app")) -> ModuleProcess:
+        process = ModuleProcess(env, args=args)
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()

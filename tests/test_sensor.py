@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -43,20 +43,16 @@ def edge(listen: Callable[[str, str], EdgeClient]) -> EdgeClient:
 
 
 @pytest.fixture
-def start_sensor(broker: Broker, twin: Twin) -> Iterator[Callable[..., ModuleProcess]]:
-    """Starts `python -m sensor` against the broker (its twin served) and waits for "ready:"; stops it by PID after."""
-    started: list[ModuleProcess] = []
+def start_sensor(broker: Broker, twin: Twin, launch: Callable[..., ModuleProcess]) -> Callable[..., ModuleProcess]:
+    """Starts `python -m sensor` against the broker (its twin served) and waits for "ready:"."""
 
     def start(**settings: str) -> ModuleProcess:
         env = module_environment({**broker.module_env(DEVICE, MODULE), "LOG_LEVEL": "INFO", **settings}, drop=ENV)
-        sensor = ModuleProcess(env, args=("-m", "sensor"))
-        started.append(sensor)
-        sensor.start().wait_ready(timeout=30)
+        sensor = launch(env, ("-m", "sensor"))
+        sensor.wait_ready(timeout=30)
         return sensor
 
-    yield start
-    for sensor in started:
-        sensor.stop()
+    return start
 
 
 def body(msg: EdgeMessage) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import collections
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -42,8 +42,10 @@ def edge(listen: Callable[[str, str], EdgeClient]) -> EdgeClient:
 
 
 @pytest.fixture
-def start_module(broker: Broker, serve_twin: Callable[..., Twin]) -> Iterator[Callable[..., ModuleProcess]]:
-    """Starts `python -m app` against the broker (its twin served) and waits for "ready:"; stops it in the finalizer."""
+def start_module(
+    broker: Broker, serve_twin: Callable[..., Twin], launch: Callable[..., ModuleProcess]
+) -> Callable[..., ModuleProcess]:
+    """Starts `python -m app` against the broker (its twin served) and waits for "ready:"."""
     started: list[ModuleProcess] = []
 
     def start(**settings: str) -> ModuleProcess:
@@ -53,14 +55,12 @@ def start_module(broker: Broker, serve_twin: Callable[..., Twin]) -> Iterator[Ca
         env = module_environment(
             {**broker.module_env(DEVICE, MODULE), "LOG_LEVEL": "INFO", "HTTP_PORT": "0", **settings}, drop=SETTINGS
         )
-        module = ModuleProcess(env)
+        module = launch(env)
         started.append(module)
-        module.start().wait_ready(timeout=30)
+        module.wait_ready(timeout=30)
         return module
 
-    yield start
-    for module in started:
-        module.stop()
+    return start
 
 
 def send(edge: EdgeClient, message_id: str, body: bytes, **custom: str) -> Any:

@@ -149,15 +149,6 @@ def test_socket_is_private_and_removed_on_stop() -> None:
 # --- a module on the production path ------------------------------------------------------------------
 
 
-@pytest.fixture
-def modules() -> Iterator[list[ModuleProcess]]:
-    """Module processes started by a test; each is stopped by PID (bounded) also when the test fails."""
-    started: list[ModuleProcess] = []
-    yield started
-    for module in started:
-        module.stop()
-
-
 def edge_agent_env(api: WorkloadAPI, gateway_host: str, generation_id: str = GENID) -> dict[str, str]:
     """Only what edgeAgent gives a module (and no HTTP port: test modules must not compete for one)."""
     variables = production_environment(
@@ -166,12 +157,6 @@ def edge_agent_env(api: WorkloadAPI, gateway_host: str, generation_id: str = GEN
     env = module_environment(variables | {"HTTP_PORT": "0", "LOG_LEVEL": "INFO"}, drop=SETTINGS)
     assert "EdgeHubConnectionString" not in env and "EdgeModuleCACertificateFile" not in env
     return env
-
-
-def launch(modules: list[ModuleProcess], env: dict[str, str]) -> ModuleProcess:
-    module = ModuleProcess(env)
-    modules.append(module)
-    return module.start()
 
 
 def wait_exit(module: ModuleProcess, timeout: float = START_TIMEOUT) -> int:
@@ -183,12 +168,12 @@ def wait_exit(module: ModuleProcess, timeout: float = START_TIMEOUT) -> int:
 
 
 def test_module_takes_production_path_end_to_end(
-    broker: Broker, serve_twin: Callable[..., Twin], edge: EdgeClient, modules: list[ModuleProcess]
+    broker: Broker, serve_twin: Callable[..., Twin], edge: EdgeClient, launch: Callable[..., ModuleProcess]
 ) -> None:
     serve_twin(DEVICE, MODULE)
     with WorkloadAPI(broker.ca.cert) as api:
         api.add_module(MODULE, GENID)
-        module = launch(modules, edge_agent_env(api, broker.host))
+        module = launch(edge_agent_env(api, broker.host))
         module.wait_ready(START_TIMEOUT)
 
         edge.wait_published([send(edge, "reading-1", orjson.dumps(reading(50.0)), sequenceNumber="1")], timeout=10)
@@ -207,12 +192,12 @@ def test_module_takes_production_path_end_to_end(
     assert_clean_log(module)
 
 
-def test_module_exits_when_workload_socket_is_missing(modules: list[ModuleProcess]) -> None:
+def test_module_exits_when_workload_socket_is_missing(launch: Callable[..., ModuleProcess]) -> None:
     with WorkloadAPI(PEM) as api:
         env = edge_agent_env(api, "127.0.0.1")
     # iotedged is down: IOTEDGE_WORKLOADURI names a socket that is no longer there.
     assert not api.directory and env["IOTEDGE_WORKLOADURI"].startswith("unix:///")
-    module = launch(modules, env)
+    module = launch(env)
 
     code = wait_exit(module)
 
@@ -223,10 +208,10 @@ def test_module_exits_when_workload_socket_is_missing(modules: list[ModuleProces
     assert "Traceback" not in module.log
 
 
-def test_module_exits_when_workload_api_refuses_to_sign(modules: list[ModuleProcess]) -> None:
+def test_module_exits_when_workload_api_refuses_to_sign(launch: Callable[..., ModuleProcess]) -> None:
     with WorkloadAPI(PEM) as api:
         api.add_module(MODULE, GENID)
-        module = launch(modules, edge_agent_env(api, "127.0.0.1", generation_id="stale-generation"))
+        module = launch(edge_agent_env(api, "127.0.0.1", generation_id="stale-generation"))
         code = wait_exit(module)
         counts = api.counts()
 

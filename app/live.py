@@ -133,8 +133,9 @@ def merge_patch(document: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[s
     for key, value in patch.items():
         if value is None:
             merged.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = merge_patch(merged[key], value)
+        elif isinstance(value, Mapping):  # into what is there, or into nothing: nulls inside remove too
+            current = merged.get(key)
+            merged[key] = merge_patch(current if isinstance(current, Mapping) else {}, value)
         else:
             merged[key] = value
     return merged

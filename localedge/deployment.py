@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.config import Settings
 from deploy.manifest import AGENT, HUB, ManifestError, dig, expand, load_env, load_json, variable_resolver
 from localedge.errors import EdgeError
 from localedge.processes import REPO_ROOT
@@ -29,7 +30,6 @@ SENSOR_IMAGE = "mcr.microsoft.com/azureiotedge-simulated-temperature-sensor:"
 OUR_IMAGE_PLACEHOLDER = re.compile(r"^\$\{MODULES\.(?P<name>[^.}]+)(?:\.[^}]+)?\}$")
 
 INFERENCE, SENSOR, MAPPED = "inference", "sensor", "mapped"
-DEFAULT_ERROR_OUTPUT = "errorOutput"  # app.config.Settings.error_output_name
 KIND_COMMANDS = {INFERENCE: ("python", "-m", "app"), SENSOR: ("python", "-m", "sensor")}
 
 
@@ -69,7 +69,7 @@ class ModuleSpec:
         """
         if self.kind != INFERENCE:
             return None
-        return str(desired.get("errorOutputName") or self.env.get("ERROR_OUTPUT_NAME") or DEFAULT_ERROR_OUTPUT)
+        return str(desired.get("errorOutputName") or self.env.get("ERROR_OUTPUT_NAME") or Settings.error_output_name)
 
 
 @dataclass(frozen=True)

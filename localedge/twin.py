@@ -28,6 +28,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from app.live import merge_patch
 from localedge.broker import Broker
 from localedge.link import Link
 from localedge.wire import EdgeClient, EdgeMessage, decode_properties
@@ -39,20 +40,6 @@ TWIN_GET = "$iothub/twin/GET/"
 TWIN_REPORTED = "$iothub/twin/PATCH/properties/reported/"
 METHOD_RESPONSE = "$iothub/methods/res/"
 GATEWAY_TIMEOUT = 504
-
-
-def merge_patch(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
-    """Twin patch semantics, in place: nested objects merge, null deletes, anything else replaces."""
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            merge_patch(target[key], value)
-        elif isinstance(value, Mapping):
-            target[key] = {}
-            merge_patch(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)
 
 
 def check_patch(patch: Any) -> dict[str, Any]:
@@ -133,7 +120,7 @@ class Twin:
             self._respond(400, rid, json.dumps({"message": str(exc)}))
             return
         with self._cond:
-            merge_patch(self.reported, patch)
+            self.reported = merge_patch(self.reported, patch)
             self.reported_version += 1
             version = self.reported_version
             self._cond.notify_all()
@@ -143,7 +130,7 @@ class Twin:
         """Merge a desired patch, push it to the module and return the new desired $version."""
         patch = check_patch(copy.deepcopy(dict(patch)))
         with self._cond:
-            merge_patch(self.desired, patch)
+            self.desired = merge_patch(self.desired, patch)
             self.desired_version += 1
             version = self.desired_version
             assert self.link is not None

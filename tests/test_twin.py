@@ -16,8 +16,9 @@ from azure.iot.device import MethodRequest, MethodResponse
 from azure.iot.device.aio import IoTHubModuleClient
 from azure.iot.device.exceptions import ClientError
 
+from app.live import merge_patch
 from localedge.broker import Broker
-from localedge.twin import Twin, merge_patch
+from localedge.twin import Twin
 
 DEVICE, MODULE = "twin-test-device", "tempSensor"
 DESIRED = {"SendInterval": 5, "SendData": True, "limits": {"low": 10, "high": 90}}
@@ -55,7 +56,7 @@ def queue_handler(queue: asyncio.Queue[Any]) -> Any:
 
 def test_merge_patch_nests_replaces_and_deletes() -> None:
     doc: dict[str, Any] = {"a": 1, "n": {"x": 1, "y": 2}, "gone": True}
-    merge_patch(doc, {"a": {"new": 1}, "n": {"y": None, "z": [1]}, "gone": None, "b": "s"})
+    doc = merge_patch(doc, {"a": {"new": 1}, "n": {"y": None, "z": [1]}, "gone": None, "b": "s"})
     assert doc == {"a": {"new": 1}, "n": {"x": 1, "z": [1]}, "b": "s"}
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, configure_logging, load_settings
 from .modeldir import ModelDirError
 from .register import RegisterError
 from .scoring import ScriptLoadError
@@ -59,17 +58,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # The SDK logs every connection step at INFO; keep it to warnings unless asked.
-    if settings.log_level.upper() != "DEBUG":
-        logging.getLogger("azure.iot.device").setLevel(logging.WARNING)
-
-
 def _reason(exc: BaseException | None) -> str:
     """The error and its causes: the SDK wraps the useful part (e.g. the workload API's refusal) in generic errors."""
     parts: list[str] = []
@@ -102,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings)
+    configure_logging(settings.log_level)
     command = args.command or "module"
     try:
         if command == "module":

@@ -6,7 +6,9 @@ are collected and reported together, so a user fixes a deployment in one round.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -189,3 +191,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
     return _checked(Settings(**values))
+
+
+def configure_logging(level: str, line: str = "%(asctime)s %(levelname)s %(name)s: %(message)s") -> None:
+    """stderr, one line per record; the SDK, which logs every connection step at INFO, stays at warnings unless DEBUG."""
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format=line)
+    set_log_level(level)
+
+
+def set_log_level(level: str) -> None:
+    """Change the level at run time (LOG_LEVEL, the twin's logLevel)."""
+    level = level.upper()
+    logging.getLogger().setLevel(level)
+    logging.getLogger("azure.iot.device").setLevel(level if level == "DEBUG" else logging.WARNING)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, set_log_level
 from .http import Health
 from .live import merge_patch, reported_settings, settings_from_desired
 from .modeldir import ModelDirError
@@ -33,13 +33,6 @@ class ChangeRefused(RuntimeError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-def set_log_level(level: str) -> None:
-    """The root logger's level; the SDK, which logs every connection step at INFO, stays at warnings unless DEBUG."""
-    level = level.upper()
-    logging.getLogger().setLevel(level)
-    logging.getLogger("azure.iot.device").setLevel(level if level == "DEBUG" else logging.WARNING)
 
 
 def _now() -> str:

@@ -7,10 +7,10 @@ module), 2 for invalid settings.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 
+from app.config import configure_logging
 from sensor.module import run_sensor
 from sensor.settings import SettingsError, load_settings
 
@@ -22,9 +22,7 @@ def main() -> int:
         print(f"sensor: {exc}", file=sys.stderr)
         return 2
     # "sensor ready: ...", "sensor done: sent=N": the logger's name leads each of our lines.
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if settings.log_level != "DEBUG":
-        logging.getLogger("azure.iot.device").setLevel(logging.WARNING)  # it logs every connection step at INFO
+    configure_logging(settings.log_level, "%(asctime)s %(levelname)s %(name)s %(message)s")
     return asyncio.run(run_sensor(settings))
 
 

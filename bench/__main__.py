@@ -27,10 +27,10 @@ import orjson
 import sklearn
 from sklearn.linear_model import LogisticRegression
 
-from app.config import REPO_ROOT, Settings
-from app.register import register
-from app.scoring import Scorer, load_scorer
-from app.simulator import FEATURES, LABELS, training_data
+from app.model.register import register
+from app.model.scorer import Scorer, load_scorer
+from app.model.simulator import FEATURES, LABELS, training_data
+from app.settings import REPO_ROOT, Settings
 
 from .measure import PipelineRun, lone_latency, make_bodies, per_message, pipeline_throughput, vectorized
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import orjson
 
-from app.config import Settings
-from app.messages import InMessage, OutMessage
-from app.pipeline import Pipeline
-from app.scoring import Scorer
-from app.simulator import SensorSimulator
+from app.core.messages import InMessage, OutMessage
+from app.core.pipeline import Pipeline
+from app.model.scorer import Scorer
+from app.model.simulator import SensorSimulator
+from app.settings import Settings
 
 Paths = list[tuple[str, ...]]
 

@@ -27,7 +27,7 @@ from typing import Any
 from dotenv import dotenv_values
 from jsonschema import Draft4Validator
 
-from localedge.routes import ModuleInput, RouteError, parse_routes
+from edgekit.routes import ModuleInput, RouteError, parse_routes
 
 Json = Any
 JsonPath = tuple[str | int, ...]

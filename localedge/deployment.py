@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.config import Settings
+from app.settings import Settings
 from deploy.manifest import AGENT, HUB, ManifestError, dig, expand, load_env, load_json, variable_resolver
+from edgekit.routes import ModuleInput, Route, RouteError, parse_routes, referenced_modules
 from localedge.errors import EdgeError
 from localedge.processes import REPO_ROOT
-from localedge.routes import ModuleInput, Route, RouteError, parse_routes, referenced_modules
 
 DEFAULT_MANIFEST = REPO_ROOT / "deployment.template.json"
 MODULE_JSON = REPO_ROOT / "module.json"

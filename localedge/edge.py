@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from app.config import SETTINGS
+from app.settings import ENV_NAMES
 from localedge.broker import Broker
 from localedge.certs import CertAuthority, shared_dir
 from localedge.control import ControlServer
@@ -124,7 +124,7 @@ class LocalEdge:
         else:
             edge_env = broker.module_env(self.device_id, spec.name, HUB_HOSTNAME)
         # The manifest (and --env) set the module's settings, not whatever this shell exported.
-        return module_environment({**spec.env, **edge_env}, drop=SETTINGS)
+        return module_environment({**spec.env, **edge_env}, drop=ENV_NAMES)
 
     def _start_wave(self, names: list[str]) -> None:
         """Start these modules together and wait until each is ready (bounded)."""

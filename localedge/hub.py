@@ -14,9 +14,9 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 
+from edgekit.routes import Message, ModuleInput, Route, destinations
 from localedge.broker import Broker
 from localedge.link import Link
-from localedge.routes import Message, ModuleInput, Route, destinations
 from localedge.upstream import KEEP, UpstreamRecorder
 from localedge.wire import EdgeMessage, input_topic, outputs_filter
 

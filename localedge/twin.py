@@ -28,7 +28,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from app.live import merge_patch
+from edgekit.twin_patch import merge_patch
 from localedge.broker import Broker
 from localedge.link import Link
 from localedge.wire import EdgeClient, EdgeMessage, decode_properties

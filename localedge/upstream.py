@@ -20,7 +20,8 @@ from typing import Any
 
 import orjson
 
-BLOCK_BYTES = 4096
+from edgekit.limits import message_size, metered_blocks
+
 KEEP = 100_000  # recent upstream messages and pending message ids kept (an interactive run may go on for hours)
 
 
@@ -71,10 +72,6 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
-def message_size(body: bytes, properties: Mapping[str, str]) -> int:
-    return len(body) + sum(len(k.encode()) + len(v.encode()) for k, v in properties.items())
-
-
 def count_outcomes(output: str, body: bytes, error_output: str | None) -> tuple[int, int]:
     """(predictions, errors) in one message of our inference module; (0, 0) for other modules."""
     if error_output is None:
@@ -120,9 +117,7 @@ class UpstreamRecorder:
         with self._cond:
             started = self._pending.pop(properties.get("$.cid", ""), None)
             latency = None if started is None else (at - started) * 1000
-            msg = UpstreamMessage(
-                module, output, properties, body, at, size, max(1, math.ceil(size / BLOCK_BYTES)), predictions, errors, latency
-            )
+            msg = UpstreamMessage(module, output, properties, body, at, size, metered_blocks(size), predictions, errors, latency)
             self.messages.append(msg)
             self.count += 1
             self.predictions += predictions

@@ -2,5 +2,5 @@
 
 Same output (`temperatureOutput`), body, properties and settings as Microsoft's module
 (edge-modules/SimulatedTemperatureSensor in Azure/iotedge), on azure-iot-device, so the local edge
-runs without Docker. It imports nothing of the inference module but `app.mqtt_socket`.
+runs without Docker. It imports nothing of the inference module; what it shares with it comes from `edgekit`.
 """

@@ -10,7 +10,7 @@ import asyncio
 import os
 import sys
 
-from app.config import configure_logging
+from edgekit.logs import configure_logging
 from sensor.module import run_sensor
 from sensor.settings import SettingsError, load_settings
 

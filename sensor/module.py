@@ -1,7 +1,7 @@
 """The sensor on its azure-iot-device client: paced, ordered sends; twin, `control` input and `reset` method.
 
-The SDK runs our handlers on its own threads; each one only hands its event to our loop with
-call_soon_threadsafe, so all state is touched by one thread.
+The SDK runs our handlers on its own threads; each one only hands its event to our loop
+(edgekit.handoff), so all state is touched by one thread.
 
 Order: the SDK passes every operation to its pipeline from our loop's default executor. With several
 workers two sends can swap places there, so the sensor gives its loop a one-worker executor: sends
@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import time
 import uuid
 from collections.abc import Coroutine
@@ -24,7 +23,9 @@ from typing import Any
 from azure.iot.device import Message, MethodRequest, MethodResponse
 from azure.iot.device.aio import IoTHubModuleClient
 
-from app.mqtt_socket import enable_tcp_nodelay
+from edgekit.handoff import Handoff
+from edgekit.mqtt_socket import enable_tcp_nodelay
+from edgekit.signals import stop_on_signals
 from sensor.readings import Simulation, encode
 from sensor.settings import SensorSettings
 
@@ -61,14 +62,13 @@ class Sensor:
 
     # --- the SDK's handlers: its threads hand over to our loop ---------------------------------
 
-    def on_desired_patch(self, patch: dict[str, Any]) -> None:
-        self._loop.call_soon_threadsafe(self._desired_patched, patch)
-
-    def on_method(self, request: MethodRequest) -> None:
-        self._loop.call_soon_threadsafe(self._method, request)
-
-    def on_message(self, message: Message) -> None:
-        self._loop.call_soon_threadsafe(self._control, message)
+    def handlers(self) -> dict[str, Any]:
+        """The client's handler properties -> our handlers, each handing its event over to our loop."""
+        return {
+            "on_twin_desired_properties_patch_received": Handoff(self._loop, self._desired_patched).handler,
+            "on_method_request_received": Handoff(self._loop, self._method).handler,
+            "on_message_received": Handoff(self._loop, self._control).handler,
+        }
 
     def _apply_desired(self, desired: dict[str, Any]) -> bool:
         """Apply a twin's desired properties or a patch unless an as new one was applied ($version)."""
@@ -193,9 +193,12 @@ async def run_sensor(settings: SensorSettings) -> int:
     """The module's main: connect, send, stay connected until SIGTERM/SIGINT; returns the exit code."""
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(max_workers=1, thread_name_prefix="sensor-sdk"))  # order: see above
-    stopped = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopped.set)
+    with stop_on_signals() as stopped:
+        return await _serve(settings, stopped)
+
+
+async def _serve(settings: SensorSettings, stopped: asyncio.Event) -> int:
+    loop = asyncio.get_running_loop()
     enable_tcp_nodelay()
     try:
         client = await asyncio.to_thread(IoTHubModuleClient.create_from_edge_environment)
@@ -206,11 +209,7 @@ async def run_sensor(settings: SensorSettings) -> int:
     try:
         await client.connect()
         # The setters block until the SDK has subscribed: keep them off our loop.
-        for name, handler in [
-            ("on_twin_desired_properties_patch_received", sensor.on_desired_patch),
-            ("on_method_request_received", sensor.on_method),
-            ("on_message_received", sensor.on_message),
-        ]:
+        for name, handler in sensor.handlers().items():
             await asyncio.to_thread(setattr, client, name, handler)
         await sensor.load_twin()
     except Exception as exc:  # the SDK raises its own error types; say it plainly and let the runtime restart us

@@ -12,31 +12,17 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+
+from edgekit.logs import LEVELS
+from edgekit.typed_settings import bound_problems, fields_of, setting, values_from_env
 
 TIMESPAN = re.compile(r"(?:(\d+)\.)?(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,7}))?)?")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class SettingsError(ValueError):
     """A setting is invalid; the message names each bad one on one line."""
-
-
-@dataclass(frozen=True)
-class SensorSettings:
-    message_count: int = 500
-    message_delay: float = 5.0
-    send_data: bool = True
-    temp_min: float = 21.0
-    temp_max: float = 100.0
-    pressure_min: float = 1.0
-    pressure_max: float = 10.0
-    ambient_temp: float = 21.0
-    seed: int | None = None
-    log_every: int = 1000
-    log_level: str = "INFO"
 
 
 def parse_delay(text: str) -> float:
@@ -71,44 +57,31 @@ def _finite(text: str) -> float:
     return value
 
 
-def _level(text: str) -> str:
-    if text.strip().upper() not in LOG_LEVELS:
-        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
-    return text.strip().upper()
+@dataclass(frozen=True)
+class SensorSettings:
+    message_count: int = setting(500, env="MessageCount", help="messages to send; negative: unlimited; 0: none")
+    message_delay: float = setting(5.0, env="MessageDelay", parse_env=parse_delay, help="interval: a TimeSpan or seconds")
+    send_data: bool = setting(True, env="SendData", parse_env=parse_bool, help="send readings at all")
+    temp_min: float = setting(21.0, env="machineTempMin", parse_env=_finite, help="machine temperature at the start")
+    temp_max: float = setting(100.0, env="machineTempMax", parse_env=_finite, help="machine temperature it climbs to")
+    pressure_min: float = setting(1.0, env="machinePressureMin", parse_env=_finite, help="pressure at temp_min")
+    pressure_max: float = setting(10.0, env="machinePressureMax", parse_env=_finite, help="pressure at temp_max")
+    ambient_temp: float = setting(21.0, env="ambientTemp", parse_env=_finite, help="ambient temperature")
+    seed: int | None = setting(None, env="SENSOR_SEED", help="repeatable values")
+    log_every: int = setting(1000, env="SENSOR_LOG_EVERY", minimum=1, help="a progress line per N readings")
+    log_level: str = setting("INFO", env="LOG_LEVEL", choices=LEVELS, help="log level")
 
 
-# env var -> (field, parser)
-ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "MessageCount": ("message_count", int),
-    "MessageDelay": ("message_delay", parse_delay),
-    "SendData": ("send_data", parse_bool),
-    "machineTempMin": ("temp_min", _finite),
-    "machineTempMax": ("temp_max", _finite),
-    "machinePressureMin": ("pressure_min", _finite),
-    "machinePressureMax": ("pressure_max", _finite),
-    "ambientTemp": ("ambient_temp", _finite),
-    "SENSOR_SEED": ("seed", int),
-    "SENSOR_LOG_EVERY": ("log_every", int),
-    "LOG_LEVEL": ("log_level", _level),
-}
+ENV: tuple[str, ...] = tuple(f.spec.env for f in fields_of(SensorSettings))
 
 
 def load_settings(environ: Mapping[str, str]) -> SensorSettings:
-    """Read the settings; SettingsError lists every bad one."""
-    values: dict[str, Any] = {}
-    problems: list[str] = []
-    for name, (field, parse) in ENV.items():
-        raw = environ.get(name, "")
-        if raw.strip():
-            try:
-                values[field] = parse(raw)
-            except ValueError as exc:
-                problems.append(f"{name}={raw!r}: {str(exc).splitlines()[0]}")
+    """Read the settings; SettingsError lists every bad one, on one line."""
+    values, problems = values_from_env(SensorSettings, environ)
     settings = SensorSettings(**values)
+    problems += [f"{f.spec.env}: {text}" for f, text in bound_problems(settings)]
     if settings.temp_max <= settings.temp_min:
         problems.append(f"machineTempMax ({settings.temp_max}) must be above machineTempMin ({settings.temp_min})")
-    if settings.log_every < 1:
-        problems.append(f"SENSOR_LOG_EVERY={settings.log_every}: must be at least 1")
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems))
     return settings

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from app.config import REPO_ROOT, Settings
-from app.messages import OutMessage
-from app.scoring import Scorer, load_scorer
+from app.core.messages import OutMessage
+from app.model.scorer import Scorer, load_scorer
+from app.settings import REPO_ROOT, Settings
 from localedge.broker import Broker, find_mosquitto
 from localedge.certs import CertAuthority, shared_dir
 from localedge.processes import ModuleProcess
@@ -42,8 +42,8 @@ def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import joblib
     from sklearn.linear_model import LogisticRegression
 
-    from app.register import register
-    from app.simulator import FEATURES, LABELS, training_data
+    from app.model.register import register
+    from app.model.simulator import FEATURES, LABELS, training_data
 
     directory = tmp_path_factory.mktemp("second") / "model"
     X, y = training_data(2000, 11)

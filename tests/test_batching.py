@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app.batching import MicroBatcher
+from app.core.batching import MicroBatcher
 
 BOUND = 5.0  # seconds: generous bound on every wait; the tests finish far sooner
 

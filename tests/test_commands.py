@@ -12,8 +12,8 @@ import joblib
 import numpy as np
 import orjson
 
-from app.config import REPO_ROOT
-from app.modeldir import sha256_of
+from app.model.modeldir import sha256_of
+from app.settings import REPO_ROOT
 
 from .conftest import DEFAULT_MODEL_DIR
 from .helpers import body, reading, row

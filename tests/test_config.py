@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from app.config import REPO_ROOT, SETTINGS, ConfigError, Settings, load_settings
+from app.settings import FIELDS, REPO_ROOT, ConfigError, Settings, load_settings
+from app.settings.docs import blocks
+from edgekit.typed_settings import default_text
 
 
 def test_defaults() -> None:
@@ -67,10 +69,13 @@ def test_azureml_model_dir_is_the_default_model_dir(monkeypatch: pytest.MonkeyPa
 
 def test_every_setting_maps_to_a_field() -> None:
     fields = set(Settings.__dataclass_fields__)
-    assert {field for field, _, _ in SETTINGS.values()} == fields
+    assert {f.name for f in FIELDS} == fields
+    assert len({f.spec.env for f in FIELDS}) == len({f.twin for f in FIELDS}) == len(fields)  # no name twice
 
 
 def test_readme_lists_every_setting_with_its_help() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
-    for name, (_, _, help_text) in SETTINGS.items():
-        assert f"| `{name}` | {help_text} |" in readme
+    for f in FIELDS:
+        assert f"| `{f.spec.env}` | {f.spec.help} Default: {default_text(f)} |" in readme
+    for block in blocks():
+        assert block in readme, "README's settings tables are stale: paste `python -m app settings --markdown`"

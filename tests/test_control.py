@@ -13,15 +13,14 @@ import numpy as np
 import orjson
 import pytest
 
-from app.config import ConfigError, Settings
-from app.control import ChangeRefused, Controller
-from app.http import Health
-from app.live import LIVE, merge_patch, reported_settings, settings_from_desired
-from app.messages import InMessage
-from app.methods import MethodHandler
-from app.pipeline import Pipeline
-from app.scoring import DEFAULT_SCRIPT, load_scorer
-from app.simulator import FEATURES
+from app.core.control import ChangeRefused, Controller, Health
+from app.core.messages import InMessage
+from app.core.pipeline import Pipeline
+from app.edgehub.methods import MethodHandler
+from app.model.scorer import DEFAULT_SCRIPT, load_scorer
+from app.model.simulator import FEATURES
+from app.settings import LIVE, ConfigError, Settings, reported_settings, settings_from_desired
+from edgekit.twin_patch import merge_patch
 
 from .conftest import DEFAULT_MODEL_DIR, ListSink
 from .helpers import body, reading, row

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from app.decoding import MANY, READING, FeatureReader, MessageError
-from app.simulator import FEATURES
+from app.core.decoding import MANY, READING, FeatureReader, MessageError
+from app.model.simulator import FEATURES
 
 from .helpers import body, reading, row
 

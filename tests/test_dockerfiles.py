@@ -18,7 +18,7 @@ import pytest
 from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 
-from app.config import REPO_ROOT
+from app.settings import REPO_ROOT
 
 DOCKERFILES = {"amd64": "Dockerfile", "arm32v7": "Dockerfile.arm32v7"}
 BASES = {"amd64": "debian:bookworm-slim", "arm32v7": "arm32v7/debian:bookworm-slim"}

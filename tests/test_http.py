@@ -18,10 +18,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.config import REPO_ROOT, Settings
-from app.http import Health, RepliesOnly, make_app
-from app.pipeline import Pipeline
-from app.scoring import Scorer, load_scorer
+from app.core.control import Health
+from app.core.pipeline import Pipeline
+from app.core.sinks import RepliesOnly
+from app.http.server import make_app
+from app.model.scorer import Scorer, load_scorer
+from app.settings import REPO_ROOT, Settings
 
 from .conftest import DEFAULT_MODEL_DIR
 from .helpers import body, reading, row

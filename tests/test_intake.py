@@ -6,8 +6,8 @@ import asyncio
 
 from azure.iot.device import Message
 
-from app.messages import InMessage
-from app.transport import Intake
+from app.core.messages import InMessage
+from app.edgehub.intake import Intake
 
 
 class RecordingPipeline:

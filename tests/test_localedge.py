@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import pytest
 
-from app.scoring import Scorer
+from app.model.scorer import Scorer
 from deploy.manifest import generate
 from localedge.__main__ import describe
 from localedge.broker import take_session_backlog

@@ -9,11 +9,12 @@ import numpy as np
 import orjson
 import pytest
 
-from app.config import MESSAGE_LIMIT_BYTES, ConfigError, Settings
-from app.encoding import SYSTEM_PROPERTIES_ALLOWANCE
-from app.messages import InMessage
-from app.pipeline import Pipeline
-from app.scoring import load_scorer
+from app.core.encoding import SYSTEM_PROPERTIES_ALLOWANCE
+from app.core.messages import InMessage
+from app.core.pipeline import Pipeline
+from app.model.scorer import load_scorer
+from app.settings import ConfigError, Settings
+from edgekit.limits import MESSAGE_LIMIT_BYTES
 
 from .conftest import DEFAULT_MODEL_DIR, ListSink
 from .helpers import body, reading, row

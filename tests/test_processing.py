@@ -7,12 +7,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from app.decoding import FeatureReader
-from app.encoding import Encoder
-from app.messages import InMessage
-from app.processing import BatchProcessor
-from app.scoring import Scorer, load_scorer
-from app.simulator import FEATURES
+from app.core.decoding import FeatureReader
+from app.core.encoding import Encoder
+from app.core.messages import InMessage
+from app.core.processing import BatchProcessor
+from app.model.scorer import Scorer, load_scorer
+from app.model.simulator import FEATURES
 
 from .conftest import DEFAULT_MODEL_DIR
 from .helpers import body, reading, row
@@ -80,7 +80,7 @@ def test_a_failing_group_is_retried_message_by_message(recording: Scorer) -> Non
 
 def test_aggregate_mode_gives_items_with_message_ids(scorer: Scorer) -> None:
     outcomes = _processor(scorer, 256, aggregate=True)([_msg(0, reading(40.0)), _msg(1, [reading(41.0), reading(60.0, 9.9)])])
-    assert all(o.out is None for o in outcomes)
-    first, second = (orjson.loads(o.item) for o in outcomes)
+    assert all(o.out.packable for o in outcomes)  # items, for the AggregatingSink to pack
+    first, second = (orjson.loads(o.out.body) for o in outcomes)
     assert first["messageId"] == "m-0" and first["label"] == "normal"
     assert second["messageId"] == "m-1" and [p["label"] for p in second["predictions"]] == ["normal", "anomaly"]

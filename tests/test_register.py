@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from app.modeldir import library_versions, sha256_of
-from app.register import RegisterError, register
-from app.scoring import load_scorer
-from app.simulator import FEATURES, LABELS, training_data
+from app.model.modeldir import library_versions, sha256_of
+from app.model.register import RegisterError, register
+from app.model.scorer import load_scorer
+from app.model.simulator import FEATURES, LABELS, training_data
 
 
 @pytest.fixture(scope="module")

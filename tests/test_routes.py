@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from localedge import routes as routes_module
-from localedge.routes import (
+from edgekit.routes import (
     DEFAULT_PRIORITY,
     Message,
     ModuleInput,
@@ -21,6 +20,7 @@ from localedge.routes import (
     parse_routes,
     referenced_modules,
 )
+from edgekit import routes as routes_module
 
 REPO = Path(__file__).resolve().parent.parent
 JSON_PROPS = {"$.ct": "application/json", "$.ce": "utf-8"}

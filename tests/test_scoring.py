@@ -10,8 +10,8 @@ import joblib
 import numpy as np
 import pytest
 
-from app.modeldir import ModelDirError, compare_libraries
-from app.scoring import ScoringError, ScriptLoadError, load_scorer
+from app.model.modeldir import ModelDirError, compare_libraries
+from app.model.scorer import ScoringError, ScriptLoadError, load_scorer
 
 from .conftest import DEFAULT_MODEL_DIR
 

@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 import pytest
 
-from app.config import SETTINGS
-from app.scoring import Scorer
+from app.model.scorer import Scorer
+from app.settings import ENV_NAMES
 from localedge.broker import Broker, take_session_backlog
 from localedge.processes import ModuleProcess, module_environment
 from localedge.twin import Twin
@@ -53,7 +53,7 @@ def start_module(
             serve_twin(DEVICE, MODULE)
         # HTTP_PORT=0: these tests are about edgeHub; module processes must not compete for a port.
         env = module_environment(
-            {**broker.module_env(DEVICE, MODULE), "LOG_LEVEL": "INFO", "HTTP_PORT": "0", **settings}, drop=SETTINGS
+            {**broker.module_env(DEVICE, MODULE), "LOG_LEVEL": "INFO", "HTTP_PORT": "0", **settings}, drop=ENV_NAMES
         )
         module = launch(env)
         started.append(module)

@@ -16,7 +16,7 @@ from azure.iot.device import MethodRequest, MethodResponse
 from azure.iot.device.aio import IoTHubModuleClient
 from azure.iot.device.exceptions import ClientError
 
-from app.live import merge_patch
+from edgekit.twin_patch import merge_patch
 from localedge.broker import Broker
 from localedge.twin import Twin
 

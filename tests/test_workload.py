@@ -25,7 +25,7 @@ import pytest
 import requests_unixsocket
 from azure.iot.device.iothub.edge_hsm import IoTEdgeError, IoTEdgeHsm
 
-from app.config import SETTINGS
+from app.settings import ENV_NAMES
 from localedge.broker import Broker
 from localedge.processes import ModuleProcess, module_environment
 from localedge.twin import Twin
@@ -154,7 +154,7 @@ def edge_agent_env(api: WorkloadAPI, gateway_host: str, generation_id: str = GEN
     variables = production_environment(
         api, hub_hostname=HUB, device_id=DEVICE, module_id=MODULE, generation_id=generation_id, gateway_host=gateway_host
     )
-    env = module_environment(variables | {"HTTP_PORT": "0", "LOG_LEVEL": "INFO"}, drop=SETTINGS)
+    env = module_environment(variables | {"HTTP_PORT": "0", "LOG_LEVEL": "INFO"}, drop=ENV_NAMES)
     assert "EdgeHubConnectionString" not in env and "EdgeModuleCACertificateFile" not in env
     return env
 

@@ -11,37 +11,17 @@ import sys
 from itertools import islice
 from typing import Any, BinaryIO
 
-from .config import Settings
-from .messages import InMessage, OutMessage
-from .pipeline import Pipeline
-from .scoring import load_scorer
+from app.core.messages import InMessage
+from app.core.sinks import OrderedWriter
+from app.main import open_pipeline
+from app.settings import Settings
 
 CHUNK_LINES = 1024
 
 
-class OrderedSink:
-    """Writes bodies in input order: outputs may finish out of order (errors skip the model)."""
-
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-        self._pending: dict[int, bytes] = {}
-        self._next = 0
-
-    async def send(self, msg: OutMessage) -> None:
-        self._pending[int(msg.correlation_id or 0)] = msg.body
-        while self._next in self._pending:
-            self._out.write(self._pending.pop(self._next) + b"\n")
-            self._next += 1
-
-    async def flush(self) -> None:
-        self._out.flush()
-
-
 async def score_file(settings: Settings, source: BinaryIO, out: BinaryIO) -> dict[str, Any]:
     settings = settings.replace(aggregate=False)
-    scorer = await asyncio.to_thread(load_scorer, settings.model_dir, settings.score_script, settings.allow_version_mismatch)
-    pipeline = Pipeline(settings, scorer, OrderedSink(out))
-    await pipeline.start()
+    pipeline = await open_pipeline(settings, OrderedWriter(out))
     input_name = settings.input_names[0]
     index = 0
     while True:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .modeldir import Manifest, verify_model_dir
+from app.model.modeldir import Manifest, verify_model_dir
 
 log = logging.getLogger(__name__)
 

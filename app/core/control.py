@@ -14,17 +14,27 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .config import ConfigError, Settings, set_log_level
-from .http import Health
-from .live import merge_patch, reported_settings, settings_from_desired
-from .modeldir import ModelDirError
-from .pipeline import Pipeline
-from .scoring import Scorer, ScriptLoadError, load_scorer
+from app.core.errors import ErrorCode
+from app.core.pipeline import Pipeline
+from app.model.modeldir import ModelDirError
+from app.model.scorer import Scorer, ScriptLoadError, load_scorer
+from app.settings import ConfigError, Settings, reported_settings, settings_from_desired
+from edgekit.logs import set_log_level
+from edgekit.twin_patch import merge_patch
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Health:
+    """What the orchestrator and the readiness probe see; the runner moves it along."""
+
+    ready: bool = False
+    status: str = "starting"  # starting / ready / stopping
 
 
 class ChangeRefused(RuntimeError):
@@ -90,7 +100,7 @@ class Controller:
                     settings = settings.replace(model_dir=override)
                 await self._switch(settings)
             except (ChangeRefused, ConfigError) as exc:
-                code = getattr(exc, "code", "invalid_desired")
+                code = getattr(exc, "code", ErrorCode.INVALID_DESIRED)
                 self.rejected_version = version
                 self._failed(code, f"desired $version {version} refused, previous settings kept: {exc}")
                 raise ChangeRefused(code, str(exc)) from None
@@ -125,7 +135,7 @@ class Controller:
         try:
             await self.pipeline.reconfigure(settings, scorer)
         except ConfigError as exc:
-            raise ChangeRefused("invalid_desired" if scorer is None else "model_rejected", str(exc)) from None
+            raise ChangeRefused(ErrorCode.INVALID_DESIRED if scorer is None else ErrorCode.MODEL_REJECTED, str(exc)) from None
         if settings.log_level != current.log_level:
             set_log_level(settings.log_level)
         if scorer is not None:
@@ -141,7 +151,7 @@ class Controller:
                 load_scorer, settings.model_dir, settings.score_script, settings.allow_version_mismatch
             )
         except (ModelDirError, ScriptLoadError, OSError, ValueError) as exc:
-            raise ChangeRefused("model_rejected", str(exc)) from None
+            raise ChangeRefused(ErrorCode.MODEL_REJECTED, str(exc)) from None
         log.info("model at %s verified in %.0f ms", settings.model_dir, (time.perf_counter() - started) * 1000)
         return scorer
 

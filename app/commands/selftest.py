@@ -11,9 +11,9 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from .config import Settings
-from .modeldir import library_versions, read_manifest
-from .score_file import score_file
+from app.commands.score_file import score_file
+from app.model.modeldir import library_versions, read_manifest
+from app.settings import Settings
 
 # Fixed readings spanning the sensor's range, with anomalies of both kinds, a bad message included.
 READINGS: list[Any] = [

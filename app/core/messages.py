@@ -18,6 +18,8 @@ class InMessage:
     custom_properties: dict[str, str] = field(default_factory=dict)  # carried on to outputs as they are
     received_at: float = 0.0  # perf_counter() at intake, for end-to-end latency
     reply: asyncio.Future[Any] | None = None  # set: the outcome goes here (HTTP), not to the sink
+    content_type: str | None = None  # picks the body's codec (decoding.CODECS); None: JSON
+    content_encoding: str | None = None
 
 
 @dataclass(slots=True)
@@ -29,6 +31,7 @@ class OutMessage:
     content_type: str = CONTENT_TYPE
     content_encoding: str = CONTENT_ENCODING
     predictions: int = 0  # how many inputs' predictions it carries (0 for an error record)
+    packable: bool = False  # an aggregate item (one input's predictions): AggregatingSink packs it
 
 
 class Sink(Protocol):

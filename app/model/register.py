@@ -18,7 +18,7 @@ from typing import Any
 import joblib
 import numpy as np
 
-from .modeldir import MANIFEST_FILE, MODEL_FILE, Manifest, ModelDirError, library_versions, read_manifest, sha256_of
+from app.model.modeldir import MANIFEST_FILE, MODEL_FILE, Manifest, ModelDirError, library_versions, read_manifest, sha256_of
 
 
 class RegisterError(RuntimeError):

@@ -13,22 +13,22 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .decoding import Decoded, FeatureReader, MessageError
-from .encoding import Encoder, OutputTooLarge
-from .messages import InMessage, OutMessage
-from .scoring import Scorer
-from .stats import ModelStats
+from app.core.decoding import Decoded, FeatureReader
+from app.core.encoding import Encoder, OutputTooLarge
+from app.core.errors import ErrorCode, MessageError
+from app.core.messages import InMessage, OutMessage
+from app.core.stats import ModelStats
+from app.model.scorer import Scorer
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class Outcome:
-    """One message's result: a message to send, or (aggregation) an item for an aggregate."""
+    """One message's result: the prediction message (with aggregation, an item to pack) or its error record."""
 
     msg: InMessage
-    out: OutMessage | None = None  # the prediction message or the error record
-    item: bytes | None = None  # with aggregation: this input's predictions, encoded
+    out: OutMessage
     error: str | None = None  # the error code, for an error record
     rows: int = 0
     results: list[Any] | None = None  # run()'s results for this message's rows (for HTTP replies)
@@ -73,10 +73,10 @@ class BatchProcessor:
             if msg.input_name and msg.input_name not in inputs:
                 scored = ", ".join(sorted(inputs))
                 reason = f"input '{msg.input_name}' is not scored; add it to INPUT_NAMES ({scored}) or fix the route"
-                outcomes[i] = self.error(msg, "unknown_input", reason)
+                outcomes[i] = self.error(msg, ErrorCode.UNKNOWN_INPUT, reason)
                 continue
             try:
-                pending.append((i, msg, decode(msg.body)))
+                pending.append((i, msg, decode(msg.body, msg.content_type)))
             except MessageError as exc:
                 outcomes[i] = self.error(msg, exc.code, exc.reason)
         for group in self._groups(pending):
@@ -112,7 +112,7 @@ class BatchProcessor:
                     self._score([entry], outcomes)
                 return
             i, msg, _ = group[0]
-            outcomes[i] = self.error(msg, "scoring_failed", f"the model's run() failed on this message: {exc}")
+            outcomes[i] = self.error(msg, ErrorCode.SCORING_FAILED, f"the model's run() failed on this message: {exc}")
             return
         stats.scoring_seconds.observe(time.perf_counter() - started)
         stats.batch_rows.observe(len(rows))
@@ -127,13 +127,13 @@ class BatchProcessor:
             try:
                 if self._aggregate and msg.reply is None:
                     item = encoder.item(msg, shape, results_of_msg, contexts)
-                    outcomes[i] = Outcome(msg, item=item, rows=n, results=results_of_msg)
+                    outcomes[i] = Outcome(msg, item, rows=n, results=results_of_msg)
                 else:  # a reply (HTTP) always gets its own message
                     out = encoder.prediction(msg, shape, results_of_msg, contexts)
-                    outcomes[i] = Outcome(msg, out=out, rows=n, results=results_of_msg)
+                    outcomes[i] = Outcome(msg, out, rows=n, results=results_of_msg)
             except (OutputTooLarge, TypeError) as exc:  # TypeError: run() returned something not JSON-able
-                outcomes[i] = self.error(msg, "output_error", str(exc))
+                outcomes[i] = self.error(msg, ErrorCode.OUTPUT_ERROR, str(exc))
 
     def error(self, msg: InMessage, code: str, reason: str) -> Outcome:
         log.debug("message %s rejected: %s", msg.message_id, reason)
-        return Outcome(msg, out=self._encoder.error(msg, code, reason), error=code)
+        return Outcome(msg, self._encoder.error(msg, code, reason), error=code)

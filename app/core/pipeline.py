@@ -1,6 +1,7 @@
-"""The data path shared by every front end (edgeHub, simulator, file scoring): messages are queued
-on the event loop, processed a batch at a time on the model thread (decode -> run() -> encode, see
-processing.py), and their outputs sent to the sink from the loop.
+"""The data path shared by every front end (edgeHub, HTTP, simulator, file scoring): messages are
+queued on the event loop, processed a batch at a time on the model thread (decode -> run() ->
+encode, see processing.py), and their outputs sent from the loop to the sink, through the wrappers
+of sinks.py (counting always, aggregation when AGGREGATE is on).
 
 Every submitted message ends as exactly one prediction or one error record, and close() processes
 and sends everything in hand.
@@ -14,14 +15,16 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .batching import MicroBatcher
-from .config import ConfigError, Settings
-from .decoding import FeatureReader
-from .encoding import Aggregator, Encoder
-from .messages import InMessage, OutMessage, Sink
-from .processing import BatchProcessor, Outcome
-from .scoring import Scorer
-from .stats import LATENCY_SAMPLE_CAP, Stats
+from app.core.batching import MicroBatcher
+from app.core.decoding import FeatureReader
+from app.core.encoding import Aggregator, Encoder
+from app.core.errors import ErrorCode
+from app.core.messages import InMessage, Sink
+from app.core.processing import BatchProcessor, Outcome
+from app.core.sinks import AggregatingSink, CountingSink
+from app.core.stats import LATENCY_SAMPLE_CAP, Stats
+from app.model.scorer import Scorer
+from app.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +44,9 @@ def _tune_garbage_collector() -> None:
 
 class Pipeline:
     def __init__(self, settings: Settings, scorer: Scorer, sink: Sink) -> None:
-        self.sink = sink
         self.stats = Stats()
-        self._aggregate_timer: asyncio.TimerHandle | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        self._counted = CountingSink(sink, self.stats)
+        self._out: Sink = self._counted  # with AGGREGATE on: an AggregatingSink around it
         self._delivery: asyncio.Task[None] | None = None  # the last batch's outputs, being sent
         # Held while a batch is processed and while the pipeline is reconfigured: a change of
         # settings or model happens between batches, never during one.
@@ -89,7 +91,11 @@ class Pipeline:
             stats=self.stats.model,
         )
         self.settings, self.scorer, self.encoder = settings, scorer, encoder
-        self._aggregator = Aggregator(encoder, settings.aggregate_max_bytes) if settings.aggregate else None
+        if settings.aggregate:
+            aggregator = Aggregator(encoder, settings.aggregate_max_bytes)
+            self._out = AggregatingSink(self._counted, aggregator, settings.aggregate_max_delay_ms / 1000)
+        else:
+            self._out = self._counted
         self.batcher.max_items = settings.max_batch_size
         self.batcher.max_wait_s = settings.max_wait_ms / 1000
 
@@ -104,7 +110,7 @@ class Pipeline:
         async with self._batch_lock:
             self._features(settings, scorer)
             await self._delivered()
-            await self._flush_aggregate()
+            await self._drain_aggregate()
             self._install(settings, scorer)
 
     async def start(self) -> None:
@@ -133,18 +139,15 @@ class Pipeline:
         """Process what is queued, send what is pending, flush aggregates."""
         await self.batcher.close()
         await self._delivered()
-        if self._background:
-            await asyncio.gather(*self._background)
-        await self._flush_aggregate()
-        await self.sink.flush()
+        await self._out.flush()
         self._executor.shutdown(wait=True)
 
     async def wait_idle(self) -> None:
         """Return once everything submitted so far has its outcome sent to the sink."""
         await self.batcher.wait_idle()
         await self._delivered()
-        await self._flush_aggregate()
-        await self.sink.flush()
+        await self._drain_aggregate()
+        await self._out.flush()
 
     async def _process(self, batch: list[InMessage]) -> None:
         loop = asyncio.get_running_loop()
@@ -154,7 +157,7 @@ class Pipeline:
                 outcomes = await loop.run_in_executor(self._executor, processor, batch)
             except Exception as exc:  # a bug of ours, not of a message: still one outcome each
                 log.exception("processing a batch failed")
-                outcomes = [processor.error(msg, "internal_error", f"the module failed: {exc!r}") for msg in batch]
+                outcomes = [processor.error(msg, ErrorCode.INTERNAL_ERROR, f"the module failed: {exc!r}") for msg in batch]
             await self._delivered()
             # Send in a task and return at once: the model thread starts on the next batch meanwhile.
             self._delivery = loop.create_task(self._deliver(outcomes))
@@ -166,7 +169,7 @@ class Pipeline:
             self._delivery = None
 
     async def _deliver(self, outcomes: list[Outcome]) -> None:
-        stats, aggregator, send = self.stats, self._aggregator, self.sink.send
+        stats, send = self.stats, self._out.send
         sample, observe = stats.latencies_ms, stats.latency_seconds.observe
         now = time.perf_counter()
         for outcome in outcomes:
@@ -179,57 +182,15 @@ class Pipeline:
                     sample.append(latency * 1000)
             else:
                 stats.errors += 1
-                stats.errors_by_code[outcome.error] = stats.errors_by_code.get(outcome.error, 0) + 1
+                code = str(outcome.error)  # a plain str key: orjson refuses str subclasses as keys
+                stats.errors_by_code[code] = stats.errors_by_code.get(code, 0) + 1
             reply = outcome.msg.reply
             if reply is not None:
                 if not reply.done():  # its requester may have gone
                     reply.set_result(outcome)
-            elif outcome.out is not None:
-                stats.output_messages += 1
-                try:  # inline rather than self._send: this is once per message
-                    await send(outcome.out)
-                except Exception as exc:
-                    self._lost(outcome.out, exc)
-            elif aggregator is not None and outcome.item is not None:
-                for out in aggregator.add(outcome.item):
-                    await self._send(out)
-        if aggregator is not None:
-            self._time_aggregate()
+            else:
+                await send(outcome.out)
 
-    async def _send(self, out: OutMessage) -> None:
-        """Hand one output to the sink; a sink failure is logged and counted, never contagious."""
-        self.stats.output_messages += 1
-        try:
-            await self.sink.send(out)
-        except Exception as exc:
-            self._lost(out, exc)
-
-    def _lost(self, out: OutMessage, exc: Exception) -> None:
-        self.stats.send_failures += 1
-        log.error("output lost: the sink refused it (%r): output=%s correlation_id=%s", exc, out.output, out.correlation_id)
-
-    def _time_aggregate(self) -> None:
-        """A partly filled aggregate is sent at most AGGREGATE_MAX_DELAY_MS after it started."""
-        assert self._aggregator is not None
-        pending = len(self._aggregator)
-        if not pending and self._aggregate_timer is not None:
-            self._aggregate_timer.cancel()  # it was just sent full
-            self._aggregate_timer = None
-        elif pending and self._aggregate_timer is None:
-            self._aggregate_timer = asyncio.get_running_loop().call_later(
-                self.settings.aggregate_max_delay_ms / 1000, self._on_aggregate_due
-            )
-
-    def _on_aggregate_due(self) -> None:
-        self._aggregate_timer = None
-        task = asyncio.get_running_loop().create_task(self._flush_aggregate())
-        self._background.add(task)  # keep a reference until it is done
-        task.add_done_callback(self._background.discard)
-
-    async def _flush_aggregate(self) -> None:
-        if self._aggregate_timer is not None:
-            self._aggregate_timer.cancel()
-            self._aggregate_timer = None
-        if self._aggregator is not None:
-            for out in self._aggregator.drain():
-                await self._send(out)
+    async def _drain_aggregate(self) -> None:
+        if isinstance(self._out, AggregatingSink):
+            await self._out.drain()

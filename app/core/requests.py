@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from .messages import InMessage
-from .pipeline import Pipeline
+from app.core.errors import ErrorCode
+from app.core.messages import InMessage
+from app.core.pipeline import Pipeline
 
 REPLY_TIMEOUT_S = 30.0
 
@@ -32,17 +33,19 @@ def _refusal(status: int, code: str, reason: str) -> Reply:
     return Reply(status, orjson.dumps({"code": code, "reason": reason}))
 
 
-async def score_request(pipeline: Pipeline, body: bytes, request_id: str, ready: bool, status: str = "starting") -> Reply:
+async def score_request(
+    pipeline: Pipeline, body: bytes, request_id: str, ready: bool, status: str = "starting", content_type: str | None = None
+) -> Reply:
     """Score one request body through the pipeline without waiting for room in the queue."""
     if not ready:
-        return _refusal(503, "not_ready", f"the module is {status}")
+        return _refusal(503, ErrorCode.NOT_READY, f"the module is {status}")
     reply: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-    if not pipeline.offer(InMessage(body, request_id, reply=reply)):
-        return _refusal(503, "overloaded", "the model's queue is full; retry shortly")
+    if not pipeline.offer(InMessage(body, request_id, reply=reply, content_type=content_type)):
+        return _refusal(503, ErrorCode.OVERLOADED, "the model's queue is full; retry shortly")
     try:
         outcome = await asyncio.wait_for(reply, REPLY_TIMEOUT_S)
     except TimeoutError:
-        return _refusal(504, "timeout", f"no outcome within {REPLY_TIMEOUT_S:.0f} s")
+        return _refusal(504, ErrorCode.TIMEOUT, f"no outcome within {REPLY_TIMEOUT_S:.0f} s")
     if outcome.error is not None:
         return Reply(400, outcome.out.body)
     if _is_azureml_request(body):  # Azure ML's server answers with run()'s list

@@ -12,9 +12,9 @@ from pathlib import Path
 import joblib
 from sklearn.ensemble import RandomForestClassifier
 
-from .modeldir import Manifest
-from .register import register
-from .simulator import FEATURES, LABELS, training_data
+from app.model.modeldir import Manifest
+from app.model.register import register
+from app.model.simulator import FEATURES, LABELS, training_data
 
 SEED = 42
 NAME = "temperature-anomaly"

@@ -7,7 +7,6 @@ and a last JSON summary line.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 import time
 import uuid
@@ -15,11 +14,12 @@ from typing import Any, TextIO
 
 import orjson
 
-from .config import Settings
-from .messages import InMessage, OutMessage
-from .pipeline import Pipeline
-from .scoring import load_scorer
-from .simulator import SensorSimulator
+from app.core.messages import InMessage, OutMessage
+from app.core.pipeline import Pipeline
+from app.main import open_pipeline
+from app.model.simulator import SensorSimulator
+from app.settings import Settings
+from edgekit.signals import stop_on_signals
 
 # Malformed bodies mixed in by --bad-every, one of each kind in turn.
 BAD_BODIES = [
@@ -96,26 +96,21 @@ async def simulate(
     out: TextIO = sys.stdout,
 ) -> dict[str, Any]:
     """Run the pipeline on simulated readings; returns (and prints) the summary."""
-    scorer = await asyncio.to_thread(load_scorer, settings.model_dir, settings.score_script, settings.allow_version_mismatch)
     sink = ConsoleSink(out, as_json, settings)
-    pipeline = Pipeline(settings, scorer, sink)
-    await pipeline.start()
+    pipeline = await open_pipeline(settings, sink)
     sensor = SensorSimulator()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     batch_id = uuid.uuid4().hex[:8]
     input_name = settings.input_names[0]
     started = time.perf_counter()
     sent = 0
-    try:
+    with stop_on_signals() as stop:
         while (messages == 0 or sent < messages) and not stop.is_set():
             if rate > 0:
                 delay = started + sent / rate - time.perf_counter()
                 if delay > 0:
                     try:
-                        await asyncio.wait_for(stop.wait(), delay)  # pace, but stop at once on Ctrl-C
+                        async with asyncio.timeout(delay):  # pace, but stop at once on Ctrl-C
+                            await stop.wait()
                         break
                     except TimeoutError:
                         pass
@@ -129,9 +124,6 @@ async def simulate(
             await pipeline.submit(InMessage(body, message_id, input_name, {"sequenceNumber": str(sent), "batchId": batch_id}))
             sent += 1
         await pipeline.close()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
     elapsed = time.perf_counter() - started
     summary = _summary(pipeline, sink, elapsed)
     if as_json:

@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from .config import MESSAGE_LIMIT_BYTES
-from .decoding import READING
-from .messages import CONTENT_ENCODING, CONTENT_TYPE, InMessage, OutMessage
+from app.core.decoding import READING
+from app.core.messages import CONTENT_ENCODING, CONTENT_TYPE, InMessage, OutMessage
+from edgekit.limits import MESSAGE_LIMIT_BYTES, message_size
 
 
 class OutputTooLarge(ValueError):
@@ -26,13 +26,6 @@ class OutputTooLarge(ValueError):
 # (32), correlation id, content type and encoding (21), output name, edgeHub's connection device and
 # module ids. An aggregate leaves this much of its budget for them, so a full one stays in one block.
 SYSTEM_PROPERTIES_ALLOWANCE = 256
-
-
-def _size(body: bytes, props: dict[str, str]) -> int:
-    # IoT Hub counts properties toward the message size too.
-    if not props:
-        return len(body)
-    return len(body) + sum(map(len, props)) + sum(len(str(v)) for v in props.values())
 
 
 def _item(result: Any, context: dict[str, Any]) -> dict[str, Any]:
@@ -64,22 +57,22 @@ class Encoder:
             doc = {**self.content(shape, results, contexts), **self._model}
         body = orjson.dumps(doc)
         props = msg.custom_properties
-        if _size(body, props) > MESSAGE_LIMIT_BYTES:
+        if message_size(body, props) > MESSAGE_LIMIT_BYTES:
             raise OutputTooLarge(
                 f"the prediction message would be {len(body)} bytes, over IoT Hub's {MESSAGE_LIMIT_BYTES}-byte limit; "
                 f"send fewer rows per message (this one had {len(results)})"
             )
         return OutMessage(self.output, body, msg.message_id, props, CONTENT_TYPE, CONTENT_ENCODING, 1)
 
-    def item(self, msg: InMessage, shape: str, results: Sequence[Any], contexts: Sequence[dict[str, Any]]) -> bytes:
-        """One input's predictions as an aggregate item, with its message id."""
+    def item(self, msg: InMessage, shape: str, results: Sequence[Any], contexts: Sequence[dict[str, Any]]) -> OutMessage:
+        """One input's predictions as an aggregate item, with its message id (AggregatingSink packs it)."""
         item = orjson.dumps({"messageId": msg.message_id, **self.content(shape, results, contexts)})
         if len(self.aggregate_head) + len(item) + 2 > MESSAGE_LIMIT_BYTES:
             raise OutputTooLarge(
                 f"this input's predictions take {len(item)} bytes, over IoT Hub's {MESSAGE_LIMIT_BYTES}-byte "
                 f"limit; send fewer rows per message (this one had {len(results)})"
             )
-        return item
+        return OutMessage(self.output, item, msg.message_id, predictions=1, packable=True)
 
     def error(self, msg: InMessage, code: str, reason: str) -> OutMessage:
         raw = msg.body if isinstance(msg.body, bytes) else str(msg.body).encode("utf-8", "replace")

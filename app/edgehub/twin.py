@@ -18,7 +18,8 @@ from typing import Any
 
 from azure.iot.device.aio import IoTHubModuleClient
 
-from .control import ChangeRefused, Controller
+from app.core.control import ChangeRefused, Controller
+from edgekit.handoff import Handoff
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class TwinAgent:
         self._controller = controller
         self._loop = loop
         self._patches: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._handoff = Handoff(loop, self._patches.put_nowait)  # the SDK calls its handler on its own thread
         self._tasks: list[asyncio.Task[None]] = []
         self._last_counters: dict[str, Any] | None = None
         self.reports = 0
@@ -39,16 +41,12 @@ class TwinAgent:
     async def start(self) -> None:
         """Subscribe to desired patches, apply the desired document, start reporting."""
         # The setter blocks until the SDK has subscribed; keep it off our loop.
-        await asyncio.to_thread(setattr, self._client, "on_twin_desired_properties_patch_received", self._on_patch)
+        await asyncio.to_thread(setattr, self._client, "on_twin_desired_properties_patch_received", self._handoff.handler)
         await self._resync()
         self._tasks = [
             self._loop.create_task(self._apply_patches(), name="twin-desired"),
             self._loop.create_task(self._report_loop(), name="twin-reported"),
         ]
-
-    async def _on_patch(self, patch: dict[str, Any]) -> None:
-        """The SDK's handler, on its handler loop: hand over to ours, in order."""
-        self._loop.call_soon_threadsafe(self._patches.put_nowait, patch)
 
     async def _resync(self) -> None:
         try:

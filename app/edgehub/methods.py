@@ -22,8 +22,10 @@ import orjson
 from azure.iot.device import MethodRequest, MethodResponse
 from azure.iot.device.aio import IoTHubModuleClient
 
-from .control import ChangeRefused, Controller
-from .requests import score_request
+from app.core.control import ChangeRefused, Controller
+from app.core.errors import ErrorCode
+from app.core.requests import score_request
+from edgekit.handoff import Handoff
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +37,11 @@ class MethodHandler:
         self._client = client
         self._controller = controller
         self._loop = loop
+        self._handoff = Handoff(loop, self._spawn)  # the SDK calls its handler on its own thread
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        await asyncio.to_thread(setattr, self._client, "on_method_request_received", self._on_request)
-
-    async def _on_request(self, request: MethodRequest) -> None:
-        """The SDK's handler, on its handler loop."""
-        self._loop.call_soon_threadsafe(self._spawn, request)
+        await asyncio.to_thread(setattr, self._client, "on_method_request_received", self._handoff.handler)
 
     def _spawn(self, request: MethodRequest) -> None:
         task = self._loop.create_task(self._answer(request), name=f"method-{request.name}")
@@ -54,7 +53,7 @@ class MethodHandler:
             status, payload = await self.call(request.name, request.payload)
         except Exception as exc:  # a bug of ours: answer, never crash
             log.exception("method %s failed", request.name)
-            status, payload = 500, {"code": "internal_error", "reason": repr(exc)}
+            status, payload = 500, {"code": ErrorCode.INTERNAL_ERROR, "reason": repr(exc)}
         log.info("method %s -> %d", request.name, status)
         response = MethodResponse.create_from_method_request(request, status, payload)
         try:
@@ -70,7 +69,7 @@ class MethodHandler:
             return 200, self._controller.status()
         if name == "reloadModel":
             return await self._reload(payload)
-        return 404, {"code": "unknown_method", "reason": f"no method {name!r}; methods: {', '.join(METHOD_NAMES)}"}
+        return 404, {"code": ErrorCode.UNKNOWN_METHOD, "reason": f"no method {name!r}; methods: {', '.join(METHOD_NAMES)}"}
 
     async def _score(self, payload: Any) -> tuple[int, Any]:
         # The SDK has parsed the payload's JSON; a string payload is taken as a (double-encoded) body.
@@ -85,7 +84,7 @@ class MethodHandler:
         elif isinstance(payload, dict) and set(payload) == {"modelDir"} and isinstance(payload["modelDir"], str):
             model_dir = payload["modelDir"]
         else:
-            return 400, {"code": "bad_payload", "reason": 'expected null, {} or {"modelDir": "/path/to/model"}'}
+            return 400, {"code": ErrorCode.BAD_PAYLOAD, "reason": 'expected null, {} or {"modelDir": "/path/to/model"}'}
         try:
             scorer = await self._controller.reload_model(model_dir)
         except ChangeRefused as exc:

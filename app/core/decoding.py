@@ -1,6 +1,11 @@
 """Decoding: a message body -> validated feature rows, or a MessageError saying what is wrong.
 
-Accepted bodies (UTF-8 JSON):
+Two steps: a codec, chosen by the message's content type, turns the body into a document (what
+JSON gives: objects, arrays, numbers); the FeatureReader turns the document into rows. A new body
+format (CSV, ...) is one codec function and one entry in CODECS.
+
+Accepted documents, in JSON: for content type application/json or text/json, for none at all (as
+SimulatedTemperatureSensor sends) and for any type without a codec of its own:
 - one reading:            {"machine": {"temperature": 21.5, ...}, ...}
 - an array of readings:   [{...}, {...}]
 - a rows object:          {"data": [[21.5, 1.1, 20.9, 25], ...]}   (rows or readings inside)
@@ -19,17 +24,10 @@ from typing import Any
 
 import orjson
 
+from app.core.errors import ErrorCode, MessageError
+
 READING = "reading"  # one object in -> one flat prediction out
 MANY = "many"  # an array or a rows object -> a list of predictions out
-
-
-class MessageError(ValueError):
-    """The message cannot be scored. `code` is stable for routing; `reason` is for people."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -47,24 +45,44 @@ def _kind(value: Any) -> str:
     )
 
 
-def _parse(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return _diagnose(body)
-
-
 def _diagnose(body: bytes) -> Any:
     """After orjson refused the body: say precisely why. The stdlib parser accepts NaN and Infinity,
     so such a body gets "not finite" from the row check rather than a vague "not JSON"."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MessageError("not_utf8", f"body is not valid UTF-8 (byte {exc.start}); send UTF-8 JSON") from None
+        raise MessageError(ErrorCode.NOT_UTF8, f"body is not valid UTF-8 (byte {exc.start}); send UTF-8 JSON") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise MessageError("not_json", f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise MessageError(ErrorCode.NOT_JSON, f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def json_codec(body: bytes) -> Any:
+    """UTF-8 JSON; a JSON string holding JSON (iotedgehubdev double-encodes) is unwrapped once."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = _diagnose(body)
+    if isinstance(doc, str):  # double-encoded: a JSON string holding the JSON document
+        try:
+            doc = orjson.loads(doc)
+        except orjson.JSONDecodeError:
+            doc = _diagnose(doc.encode("utf-8"))
+    return doc
+
+
+Codec = Callable[[bytes], Any]
+# media type (lower case, no parameters) -> codec
+CODECS: dict[str, Codec] = {"application/json": json_codec, "text/json": json_codec}
+
+
+def codec_for(content_type: str | None) -> Codec:
+    """The codec for a content type such as `application/json; charset=utf-8`; JSON when none fits."""
+    if not content_type:
+        return json_codec
+    media = content_type.partition(";")[0].strip().lower()
+    return CODECS.get(media, json_codec)
 
 
 def _compile_lookups(paths: list[tuple[str, tuple[str, ...]]]) -> Callable[[dict[str, Any]], list[Any]]:
@@ -91,19 +109,14 @@ class FeatureReader:
         self._max_bytes = max_bytes
         self._fast_row = _compile_lookups(self._paths)
 
-    def decode(self, body: bytes | str) -> Decoded:
+    def decode(self, body: bytes | str, content_type: str | None = None) -> Decoded:
         if isinstance(body, str):
             body = body.encode("utf-8")
         if len(body) > self._max_bytes:
             raise MessageError(
-                "oversized", f"body is {len(body)} bytes, over the {self._max_bytes}-byte limit (MAX_MESSAGE_BYTES)"
+                ErrorCode.OVERSIZED, f"body is {len(body)} bytes, over the {self._max_bytes}-byte limit (MAX_MESSAGE_BYTES)"
             )
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            doc = _diagnose(body)
-        if isinstance(doc, str):  # double-encoded: a JSON string holding the JSON document
-            doc = _parse(doc.encode("utf-8"))
+        doc = json_codec(body) if not content_type else codec_for(content_type)(body)
         if type(doc) is dict:
             if "data" in doc:
                 return self._many(doc["data"], "'data'")
@@ -112,14 +125,14 @@ class FeatureReader:
         if isinstance(doc, list):
             return self._many(doc, "the array")
         raise MessageError(
-            "bad_shape", f'body is {_kind(doc)}; expected a reading object, an array of readings or {{"data": [[...]]}}'
+            ErrorCode.BAD_SHAPE, f'body is {_kind(doc)}; expected a reading object, an array of readings or {{"data": [[...]]}}'
         )
 
     def _many(self, items: Any, what: str) -> Decoded:
         if not isinstance(items, list):
-            raise MessageError("bad_shape", f"{what} is {_kind(items)}; expected an array of rows or readings")
+            raise MessageError(ErrorCode.BAD_SHAPE, f"{what} is {_kind(items)}; expected an array of rows or readings")
         if not items:
-            raise MessageError("empty", f"{what} is empty; send at least one reading")
+            raise MessageError(ErrorCode.EMPTY, f"{what} is empty; send at least one reading")
         if all(type(v) in (int, float) for v in items):
             items = [items]  # {"data": [1, 2, 3, 4]}: one flat row
         rows: list[list[float]] = []
@@ -131,7 +144,7 @@ class FeatureReader:
             elif isinstance(item, list):
                 row, context = self._row(item, where), {}
             else:
-                raise MessageError("bad_shape", f"{where}is {_kind(item)}; expected a reading object or a row array")
+                raise MessageError(ErrorCode.BAD_SHAPE, f"{where}is {_kind(item)}; expected a reading object or a row array")
             rows.append(row)
             contexts.append(context)
         return Decoded(rows, contexts, MANY)
@@ -163,7 +176,7 @@ class FeatureReader:
             value: Any = reading
             for part in parts:
                 if not isinstance(value, dict) or part not in value:
-                    raise MessageError("missing_feature", f"{where}feature '{path}' is missing")
+                    raise MessageError(ErrorCode.MISSING_FEATURE, f"{where}feature '{path}' is missing")
                 value = value[part]
             row.append(self._number(value, where, f"feature '{path}'"))
         return row, context
@@ -171,7 +184,7 @@ class FeatureReader:
     def _row(self, row: list[Any], where: str) -> list[float]:
         if len(row) != len(self._paths):
             raise MessageError(
-                "wrong_width",
+                ErrorCode.WRONG_WIDTH,
                 f"{where}row has {len(row)} values, the model takes {len(self._paths)} ({', '.join(self.features)})",
             )
         return [self._number(v, where, f"value {j} ('{self.features[j]}')") for j, v in enumerate(row)]
@@ -182,10 +195,13 @@ class FeatureReader:
         if kind is float:
             if math.isfinite(value):
                 return value
-            raise MessageError("not_finite", f"{where}{what} is {value}; expected a finite number")
+            raise MessageError(ErrorCode.NOT_FINITE, f"{where}{what} is {value}; expected a finite number")
         if kind is int:
             try:
                 return float(value)
             except OverflowError:
-                raise MessageError("not_finite", f"{where}{what} is too large for a float; expected a finite number") from None
-        raise MessageError("not_numeric", f"{where}{what} is {_kind(value)} ({str(value)[:40]!r}); expected a number")
+                raise MessageError(
+                    ErrorCode.NOT_FINITE, f"{where}{what} is too large for a float; expected a finite number"
+                ) from None
+        shown = f"{_kind(value)} ({str(value)[:40]!r})"
+        raise MessageError(ErrorCode.NOT_NUMERIC, f"{where}{what} is {shown}; expected a number")

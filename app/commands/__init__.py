@@ -1,0 +1,182 @@
+"""The command line: `python -m app` runs the module on edgeHub; subcommands for everything else.
+
+Thin on purpose: parse the arguments, read the settings, call the command's module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from app.model.modeldir import ModelDirError
+from app.model.register import RegisterError
+from app.model.scorer import ScriptLoadError
+from app.settings import ConfigError, Settings, load_settings
+from edgekit.logs import configure_logging
+
+
+def _tags(values: list[str]) -> dict[str, str]:
+    tags = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--tag {value!r}: use KEY=VALUE")
+        tags[key] = val
+    return tags
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m app", description="Edge inference module runtime.")
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("module", help="serve edgeHub inputs (the default; the container's command)")
+
+    s = sub.add_parser("simulate", help="run the pipeline on a built-in simulated sensor, no Azure needed")
+    s.add_argument("--messages", type=int, default=1000, help="how many messages; 0 runs until Ctrl-C (default 1000)")
+    s.add_argument("--rate", type=float, default=0.0, help="messages per second; 0 is as fast as the model takes them")
+    s.add_argument("--bad-every", type=int, default=0, metavar="K", help="make every K-th message malformed")
+    s.add_argument("--aggregate", action="store_true", help="pack predictions into few messages (AGGREGATE=true)")
+    s.add_argument("--json", action="store_true", help="one JSON object per output line, then a JSON summary")
+
+    sv = sub.add_parser("serve", help="the HTTP endpoint alone (POST /score, health, metrics), no edgeHub needed")
+    sv.add_argument("--port", type=int, default=None, help="default: HTTP_PORT (5001)")
+    sv.add_argument("--host", default=None, help="default: HTTP_HOST (0.0.0.0)")
+
+    sub.add_parser("health", help="exit 0 if the module's HTTP liveness path answers (the images' HEALTHCHECK)")
+
+    sc = sub.add_parser("score", help="score recorded message bodies, one per line, in order")
+    sc.add_argument("file", help="input file, or - for stdin")
+
+    sub.add_parser("train", help="train the default model into MODEL_DIR (what `make model` runs)")
+    st = sub.add_parser("settings", help="print the settings in effect (JSON), or the README's settings tables")
+    st.add_argument("--markdown", action="store_true", help="the README's two settings tables, made from the settings model")
+    sub.add_parser("selftest", help="load the model with all checks and score fixed readings (for images)")
+
+    r = sub.add_parser("register", help="install a trained model file into the model directory")
+    r.add_argument("model_file", help="a joblib or pickle file of a fitted estimator")
+    r.add_argument("--name", required=True)
+    r.add_argument("--features", required=True, help="comma-separated dotted paths, e.g. machine.temperature,machine.pressure")
+    r.add_argument("--labels", default="", help="comma-separated names of the model's classes, in order")
+    r.add_argument("--description", default="")
+    r.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--model-dir", default=None, help="default: MODEL_DIR")
+    return p
+
+
+def _reason(exc: BaseException | None) -> str:
+    """The error and its causes: the SDK wraps the useful part (e.g. the workload API's refusal) in generic errors."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        parts.append(str(exc) or repr(exc))
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return ": ".join(parts)
+
+
+def _print_settings(settings: Settings, markdown: bool) -> int:
+    if markdown:
+        from app.settings.docs import tables
+
+        print(tables(), end="")
+    else:
+        import dataclasses
+        import json
+
+        print(json.dumps(dataclasses.asdict(settings), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    command = args.command or "module"
+    try:
+        if command == "module":
+            from app.main import run_module
+
+            return asyncio.run(run_module(settings))
+        if command == "health":
+            from app.commands.serve import health_probe
+
+            return health_probe(settings)
+        if command == "settings":
+            return _print_settings(settings, args.markdown)
+        if command == "serve":
+            from app.commands.serve import serve
+
+            settings = settings.replace(
+                http_port=settings.http_port if args.port is None else args.port,
+                http_host=settings.http_host if args.host is None else args.host,
+            )
+            if settings.http_port == 0:
+                raise ConfigError("serve needs a port: set HTTP_PORT or --port")
+            return asyncio.run(serve(settings))
+        if command == "simulate":
+            from app.commands.simulate import simulate
+
+            if args.aggregate:
+                settings = settings.replace(aggregate=True)
+            asyncio.run(simulate(settings, args.messages, args.rate, args.json, args.bad_every))
+            return 0
+        if command == "score":
+            from app.commands.score_file import open_source, score_file
+
+            with open_source(args.file) as source:
+                summary = asyncio.run(score_file(settings, source, sys.stdout.buffer))
+            print(
+                f"scored {summary['lines']} lines: {summary['predictions']} predictions, {summary['errors']} errors",
+                file=sys.stderr,
+            )
+            return 0
+        if command == "selftest":
+            from app.commands.selftest import selftest
+
+            summary = asyncio.run(selftest(settings))
+            ok = summary["predictions"] == summary["lines"] - 1 and summary["errors"] == 1
+            print(f"selftest {'passed' if ok else 'FAILED'}: {summary}", file=sys.stderr)
+            return 0 if ok else 1
+        if command == "train":
+            from app.model.train import train_default
+
+            manifest, accuracy = train_default(settings.model_dir)
+            print(f"trained {manifest.name} v{manifest.version} ({manifest.sha256[:12]}), held-out accuracy {accuracy:.4f}")
+            return 0
+        if command == "register":
+            from app.model.register import register
+
+            manifest = register(
+                args.model_file,
+                args.model_dir or settings.model_dir,
+                name=args.name,
+                features=[f.strip() for f in args.features.split(",") if f.strip()],
+                description=args.description,
+                tags=_tags(args.tag),
+                labels=[x.strip() for x in args.labels.split(",") if x.strip()] or None,
+            )
+            where = args.model_dir or settings.model_dir
+            print(f"registered {manifest.name} v{manifest.version} ({manifest.sha256[:12]}) in {where}")
+            return 0
+    except (ModelDirError, ScriptLoadError, RegisterError, ConfigError, ValueError, OSError) as exc:
+        print(f"error: {_reason(exc)}", file=sys.stderr)
+        if command == "module" and os.environ.get("IOTEDGE_WORKLOADURI"):
+            uri = os.environ["IOTEDGE_WORKLOADURI"]
+            print(
+                f"hint: the IoT Edge workload API at {uri} could not be used (is the IoT Edge runtime running?)", file=sys.stderr
+            )
+        elif command == "module" and isinstance(exc, OSError):
+            print(
+                "hint: `python -m app` talks to edgeHub and needs an IoT Edge environment; "
+                "try `python -m app simulate` to run without Azure.",
+                file=sys.stderr,
+            )
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2

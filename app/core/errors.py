@@ -1,0 +1,45 @@
+"""Every error code the module emits, in one place: in error records (`code`), in the counters
+(`edge_inference_errors_total{code}`), in HTTP and method answers and in `lastError`.
+
+Codes are stable: routes (`WHERE $body.code = 'not_json'`), dashboards and alerts match on them.
+The reason that goes with a code is for people and may change.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    # a message that cannot be scored (error records)
+    NOT_UTF8 = "not_utf8"
+    NOT_JSON = "not_json"
+    BAD_SHAPE = "bad_shape"
+    EMPTY = "empty"
+    MISSING_FEATURE = "missing_feature"
+    WRONG_WIDTH = "wrong_width"
+    NOT_FINITE = "not_finite"
+    NOT_NUMERIC = "not_numeric"
+    OVERSIZED = "oversized"
+    UNKNOWN_INPUT = "unknown_input"
+    SCORING_FAILED = "scoring_failed"
+    OUTPUT_ERROR = "output_error"
+    INTERNAL_ERROR = "internal_error"
+    # requests (HTTP /score, the `score` method) that get no outcome
+    NOT_READY = "not_ready"
+    OVERLOADED = "overloaded"
+    TIMEOUT = "timeout"
+    # control: twin documents, models, methods
+    INVALID_DESIRED = "invalid_desired"
+    MODEL_REJECTED = "model_rejected"
+    UNKNOWN_METHOD = "unknown_method"
+    BAD_PAYLOAD = "bad_payload"
+
+
+class MessageError(ValueError):
+    """The message cannot be scored. `code` is stable for routing; `reason` is for people."""
+
+    def __init__(self, code: ErrorCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason

@@ -1,0 +1,125 @@
+"""The module on edgeHub: its azure-iot-device client, connected, with twin, methods and intake
+wired to the pipeline, and stopped without losing what the SDK acknowledged. The composition root
+(app/main.py, run_module) drives it.
+
+Stopping: the SDK acknowledges a message before it reaches us, so every message it received must
+still be handed over and scored. Its handler setter (None) stops handing over *before* it
+unsubscribes, dropping whatever arrives in between (seen: over a thousand of 1,500 queued inputs).
+So we unsubscribe with our handler still set, score what arrives, and disconnect, which hands over
+the rest; if that was anything, we reconnect to send its outcomes and go round again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from azure.iot.device.aio import IoTHubModuleClient
+from azure.iot.device.iothub.aio import loop_management
+from azure.iot.device.iothub.pipeline import constant as pipeline_constant
+
+from app.core.control import Controller
+from app.core.pipeline import Pipeline
+from app.edgehub.intake import Intake
+from app.edgehub.methods import MethodHandler
+from app.edgehub.sink import EdgeSink
+from app.edgehub.twin import TwinAgent
+from app.settings import Settings
+from edgekit.mqtt_socket import enable_tcp_nodelay
+
+log = logging.getLogger(__name__)
+
+STOPPING_REPORT_TIMEOUT_S = 2.0
+
+
+async def _run_on_handler_loop_barrier() -> None:
+    """Wait until handler calls the SDK already scheduled have run (its handler loop is FIFO)."""
+
+    async def nothing() -> None:
+        return None
+
+    future = asyncio.run_coroutine_threadsafe(nothing(), loop_management.get_client_handler_loop())
+    await asyncio.wrap_future(future)
+
+
+async def _stop_receiving(client: IoTHubModuleClient, intake: Intake) -> None:
+    """Stop input delivery, scoring (and sending the outcome of) every message the SDK acknowledged."""
+    # Private, but the SDK has no public unsubscribe that keeps the handler (see the module doc).
+    await client._disable_feature(pipeline_constant.INPUT_MSG)
+    while True:
+        # A broker may still deliver what it had queued for us before the unsubscribe: score it.
+        await _run_on_handler_loop_barrier()
+        await intake.settle()
+        handed_over = intake.accepted
+        # Disconnecting hands over everything the SDK still holds; nothing can arrive after it.
+        await client.disconnect()
+        await _run_on_handler_loop_barrier()
+        if intake.accepted == handed_over:
+            return
+        await client.connect()  # to send the outcomes of those; the SDK resumes handing over
+
+
+class EdgeHubModule:
+    """The edgeHub adapter as the composition root sees it: create, connect, start, stop receiving, shut down."""
+
+    def __init__(self, client: IoTHubModuleClient, settings: Settings) -> None:
+        self.client = client
+        self.sink = EdgeSink(client, settings.max_sends_in_flight)
+        self._intake: Intake | None = None
+        self._twin: TwinAgent | None = None
+        self._methods: MethodHandler | None = None
+        client.on_connection_state_change = self._on_connection_state_change
+
+    @classmethod
+    async def create(cls, settings: Settings) -> EdgeHubModule:
+        """The client from the IoT Edge environment (the workload API on a device); raises if there is none."""
+        enable_tcp_nodelay(settings.tcp_nodelay)
+        client = await asyncio.to_thread(IoTHubModuleClient.create_from_edge_environment)
+        return cls(client, settings)
+
+    def _on_connection_state_change(self) -> None:
+        log.info("edgeHub connection: %s", "connected" if self.client.connected else "disconnected (the SDK retries)")
+
+    async def connect(self) -> None:
+        await self.client.connect()
+
+    async def start(self, pipeline: Pipeline, controller: Controller) -> None:
+        """Desired properties first, so the first message is scored with the settings the twin asks for;
+        then methods, then inputs."""
+        loop = asyncio.get_running_loop()
+        self._twin = TwinAgent(self.client, controller, loop)
+        await self._twin.start()
+        self._methods = MethodHandler(self.client, controller, loop)
+        await self._methods.start()
+        self._intake = Intake(pipeline, loop)
+        # The setter blocks until the SDK has subscribed; keep it off our loop.
+        await asyncio.to_thread(setattr, self.client, "on_message_received", self._intake.on_message)
+
+    async def report_stopping(self) -> None:
+        """Stop the twin's work and report the status once more, briefly: the runtime's stop grace
+        period is for the messages in hand, not for an unreachable twin."""
+        if self._twin is not None:
+            await self._twin.close()
+            await self._twin.report(timeout=STOPPING_REPORT_TIMEOUT_S)
+
+    async def stop_receiving(self) -> None:
+        """Stop input delivery and feed everything the SDK acknowledged into the pipeline; answer the methods in hand."""
+        if self._intake is not None:
+            try:
+                await _stop_receiving(self.client, self._intake)
+            except Exception as exc:  # e.g. edgeHub unreachable: still finish what was handed over
+                log.warning("could not stop input delivery cleanly (%r); finishing the messages in hand", exc)
+            await self._intake.close()
+        if self._methods is not None:
+            await self._methods.close()
+
+    @property
+    def inbox_peak(self) -> int:
+        return self._intake.backlog_peak if self._intake is not None else 0
+
+    async def shutdown(self) -> None:
+        try:
+            async with asyncio.timeout(5):
+                await self.client.shutdown()
+        except Exception as exc:  # shutting down anyway; say so
+            log.warning("client shutdown: %r", exc)

@@ -1,0 +1,62 @@
+"""GET /metrics: the pipeline's counters and histograms in Prometheus' text format, read at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from app.core.pipeline import Pipeline
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class PipelineCollector(Collector):
+    """Exposes the pipeline's counters; nothing is counted twice or on the per-message path."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    def collect(self) -> Iterator[object]:
+        p = self._pipeline
+        stats, manifest = p.stats, p.scorer.manifest
+        prefix = "edge_inference"
+        for name, help_text, value in (
+            ("messages", "Messages taken in (edgeHub, HTTP)", stats.messages),
+            ("predictions", "Messages that got a prediction", stats.predictions),
+            ("rows", "Feature rows scored", stats.rows),
+            ("output_messages", "Output messages handed to edgeHub", stats.output_messages),
+            ("batches", "run() calls", stats.model.run_calls),
+            ("queue_full_waits", "Times intake waited for room in the queue", p.batcher.queue_full_waits),
+            ("refused", "HTTP requests refused with 503 because the queue was full", stats.refused),
+            ("send_failures", "Outputs the sink refused", stats.send_failures),
+        ):
+            yield CounterMetricFamily(f"{prefix}_{name}", help_text, value=value)
+        errors = CounterMetricFamily(f"{prefix}_errors", "Messages that got an error record, by reason", labels=["code"])
+        for code, count in sorted(stats.errors_by_code.items()):
+            errors.add_metric([code], count)
+        yield errors
+        for name, help_text, histogram in (
+            ("batch_rows", "Feature rows per run() call", stats.model.batch_rows),
+            ("scoring_seconds", "Duration of one run() call", stats.model.scoring_seconds),
+            ("latency_seconds", "Intake to output handed to edgeHub or the HTTP reply, per message", stats.latency_seconds),
+        ):
+            family = HistogramMetricFamily(f"{prefix}_{name}", help_text)
+            family.add_metric([], histogram.buckets(), histogram.total)
+            yield family
+        yield GaugeMetricFamily(f"{prefix}_queue_depth", "Messages waiting for the model", value=p.batcher.depth)
+        info = InfoMetricFamily(f"{prefix}_model", "The model in use")
+        info.add_metric([], {"name": manifest.name, "version": str(manifest.version), "sha256": manifest.sha256})
+        yield info
+
+
+def metrics_text(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
+
+
+def registry_for(pipeline: Pipeline) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(PipelineCollector(pipeline))
+    return registry

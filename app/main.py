@@ -1,0 +1,101 @@
+"""The one composition root: how a model, settings and a sink become a running pipeline, and how
+the module puts the core and its adapters (edgeHub, HTTP) together.
+
+Every front end (the edgeHub module, `serve`, `simulate`, `score`, `selftest`, the benchmarks)
+opens its pipeline here, so the start-up order (load and verify the model off the event loop,
+build, tune the collector, start the batcher) is written once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from app.core.control import Controller, Health
+from app.core.messages import Sink
+from app.core.pipeline import Pipeline
+from app.model.scorer import Scorer, load_scorer
+from app.settings import Settings
+from edgekit.signals import stop_on_signals
+
+log = logging.getLogger("app")
+
+
+async def load_model(settings: Settings) -> Scorer:
+    """Load and verify the model directory and its script, on a worker thread (it takes seconds)."""
+    return await asyncio.to_thread(load_scorer, settings.model_dir, settings.score_script, settings.allow_version_mismatch)
+
+
+async def open_pipeline(settings: Settings, sink: Sink, scorer: Scorer | None = None) -> Pipeline:
+    """A started pipeline on `settings`, sending to `sink`; the caller closes it (pipeline.close())."""
+    pipeline = Pipeline(settings, scorer or await load_model(settings), sink)
+    await pipeline.start()
+    return pipeline
+
+
+async def run_module(settings: Settings) -> int:
+    """The container's main: serve edgeHub inputs (and HTTP) until SIGTERM/SIGINT; returns the exit code."""
+    # Imported here: the other commands need neither the SDK nor aiohttp.
+    from app.edgehub.module import EdgeHubModule
+    from app.http.server import start_http
+
+    with stop_on_signals() as stop:
+        scorer = await load_model(settings)
+        edge = await EdgeHubModule.create(settings)
+        pipeline = await open_pipeline(settings, edge.sink, scorer)
+        health = Health()
+        controller = Controller(settings, pipeline, health)
+        # The HTTP endpoint shares the pipeline: requests and edge messages batch together.
+        http = await start_http(pipeline, health) if settings.http_port else None
+        try:
+            await edge.connect()
+        except Exception as exc:  # the SDK raises its own error types; say it plainly and let the runtime restart us
+            log.error("cannot connect to edgeHub: %r; exiting so that the IoT Edge runtime restarts the module", exc)
+            if http is not None:
+                await http.cleanup()
+            await pipeline.close()
+            await edge.shutdown()
+            return 1
+        await edge.start(pipeline, controller)
+        s, manifest = pipeline.settings, pipeline.scorer.manifest
+        log.info(
+            "ready: inputs=%s output=%s errors=%s model=%s v%s",
+            ",".join(s.input_names),
+            s.output_name,
+            s.error_output_name,
+            manifest.name,
+            manifest.version,
+        )
+        controller.set_state("ready")
+        await stop.wait()
+
+        controller.set_state("stopping")
+        log.info("stopping: finishing the messages in hand")
+        await edge.report_stopping()
+        code = 0
+        try:
+            async with asyncio.timeout(settings.shutdown_timeout_s):
+                await edge.stop_receiving()
+                if http is not None:
+                    await http.cleanup()  # stops listening; requests in flight get their answers
+                await pipeline.close()
+        except TimeoutError:
+            code = 1
+            log.error(
+                "shutdown timed out after %.1fs with %d messages queued for the model",
+                settings.shutdown_timeout_s,
+                pipeline.batcher.depth,
+            )
+        stats = pipeline.stats
+        log.info(
+            "stopped: messages=%d predictions=%d errors=%d sent=%d send_failures=%d queue_full_waits=%d inbox_peak=%d",
+            stats.messages,
+            stats.predictions,
+            stats.errors,
+            edge.sink.sent,
+            edge.sink.failed,
+            pipeline.batcher.queue_full_waits,
+            edge.inbox_peak,
+        )
+        await edge.shutdown()
+    return code

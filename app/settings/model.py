@@ -1,0 +1,183 @@
+"""The module's settings: ONE typed model, each field declared once with its environment variable,
+its desired-property name, whether it can change while running, its bounds and its help text.
+
+From it come: reading the environment (`load_settings`), the twin's desired properties
+(`app.settings.twin`), the README's two settings tables (`python -m app settings --markdown`),
+and `make manifest`'s check of the inference module's desired properties. Precedence: defaults <
+environment (the deployment's `env`) < the twin's desired properties.
+
+Invalid values are collected and reported together, so a user fixes a deployment in one round.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit.limits import MESSAGE_LIMIT_BYTES, METERING_BLOCK_BYTES
+from edgekit.logs import LEVELS
+from edgekit.typed_settings import Field, SettingsError, bound_problems, fields_of, replaced, setting, values_from_env
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(SettingsError):
+    """One or more settings are invalid; the message lists each with the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # -- batching and outputs: can change while running (desired properties) --
+    max_batch_size: int = setting(256, env="MAX_BATCH_SIZE", live=True, minimum=1, help="Most rows in one run() call.")
+    max_wait_ms: float = setting(
+        0.0, env="MAX_WAIT_MS", live=True, minimum=0, help="Wait up to this long for a fuller batch; 0 scores at once."
+    )
+    aggregate: bool = setting(False, env="AGGREGATE", live=True, help="Pack many predictions into one output message.")
+    aggregate_max_bytes: int = setting(
+        METERING_BLOCK_BYTES,
+        env="AGGREGATE_MAX_BYTES",
+        live=True,
+        minimum=512,
+        maximum=MESSAGE_LIMIT_BYTES,
+        help="Size budget of one aggregated message (body + properties, 256 of it kept for system properties).",
+    )
+    aggregate_max_delay_ms: float = setting(
+        1000.0, env="AGGREGATE_MAX_DELAY_MS", live=True, above=0, help="Longest a partly filled aggregate waits."
+    )
+    threshold: float | None = setting(
+        None,
+        env="THRESHOLD",
+        live=True,
+        above=0,
+        below=1,
+        help="Probability of the positive (last) class from which a binary model says that class.",
+        default_text="the script's argmax",
+    )
+    features: tuple[str, ...] = setting(
+        (),
+        env="FEATURES",
+        live=True,
+        help="Comma-separated dotted paths into a reading.",
+        default_text="the manifest's features",
+        twin_text="list of dotted paths (or one comma-separated string)",
+    )
+    passthrough_fields: tuple[str, ...] = setting(
+        ("timeCreated",),
+        env="PASSTHROUGH_FIELDS",
+        live=True,
+        help="Top-level reading fields copied into predictions.",
+        twin_text="list of field names",
+    )
+    input_names: tuple[str, ...] = setting(
+        ("amlInput",),
+        env="INPUT_NAMES",
+        live=True,
+        help="edgeHub inputs to score, comma-separated.",
+        twin_text="list of input names",
+    )
+    output_name: str = setting("amlOutput", env="OUTPUT_NAME", live=True, help="Output for predictions.")
+    error_output_name: str = setting("errorOutput", env="ERROR_OUTPUT_NAME", live=True, help="Output for error records.")
+    error_input_max_bytes: int = setting(
+        1024, env="ERROR_INPUT_MAX_BYTES", live=True, minimum=0, help="Bytes of the input copied into an error record."
+    )
+    log_level: str = setting("INFO", env="LOG_LEVEL", live=True, choices=LEVELS, help="DEBUG, INFO, WARNING or ERROR.")
+    report_interval_s: float = setting(
+        30.0, env="REPORT_INTERVAL_S", live=True, minimum=1, help="Most often counters are reported to the twin."
+    )
+    model_dir: str = setting(
+        "",
+        env="MODEL_DIR",
+        live=True,
+        help="Model directory (model.pkl + model.json).",
+        default_text="$AZUREML_MODEL_DIR, else ./model",
+        twin_text="path (a volume mounted into the container)",
+    )
+    score_script: str = setting(
+        "",
+        env="SCORE_SCRIPT",
+        live=True,
+        help="Path to your own score.py.",
+        default_text="the built-in app/model/score.py",
+        twin_text="path (a volume mounted into the container)",
+    )
+    # -- fixed for the life of the process (environment only) --
+    queue_size: int = setting(2048, env="QUEUE_SIZE", minimum=1, help="Messages waiting for the model before intake pauses.")
+    max_message_bytes: int = setting(
+        MESSAGE_LIMIT_BYTES,
+        env="MAX_MESSAGE_BYTES",
+        minimum=1,
+        maximum=MESSAGE_LIMIT_BYTES,
+        limit_note=" (IoT Hub's limit)",
+        help="Larger input bodies are rejected.",
+    )
+    max_sends_in_flight: int = setting(32, env="MAX_SENDS_IN_FLIGHT", minimum=1, help="Output messages being sent at once.")
+    # the module serves its edge network and, with serve, the LAN
+    http_host: str = setting("0.0.0.0", env="HTTP_HOST", help="Address of the HTTP endpoint.")
+    http_port: int = setting(
+        5001,
+        env="HTTP_PORT",
+        minimum=0,
+        maximum=65535,
+        help="HTTP endpoint port (score, health, metrics); 0 turns it off in the module.",
+    )
+    tcp_nodelay: bool = setting(True, env="TCP_NODELAY", help="TCP_NODELAY on the MQTT socket to edgeHub (saves ~40 ms per hop).")
+    shutdown_timeout_s: float = setting(8.0, env="SHUTDOWN_TIMEOUT_S", above=0, help="Time to finish work in hand on SIGTERM.")
+    allow_version_mismatch: bool = setting(
+        False, env="ALLOW_VERSION_MISMATCH", help="Load a model trained with other library versions."
+    )
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed, validated like one read from the environment."""
+        return checked(replaced(self, changes))
+
+
+FIELDS: tuple[Field, ...] = tuple(fields_of(Settings))
+FIELD = {f.name: f for f in FIELDS}
+ENV_NAMES: tuple[str, ...] = tuple(f.spec.env for f in FIELDS)  # every variable the module reads
+
+
+def problems_of(s: Settings) -> list[tuple[Field, str]]:
+    """Every problem of a set of settings: bounds, then what involves more than one value."""
+    problems = bound_problems(s)
+
+    def need(ok: bool, name: str, text: str) -> None:
+        if not ok:
+            problems.append((FIELD[name], text))
+
+    need(bool(s.input_names), "input_names", "name at least one input")
+    need(bool(s.output_name) and bool(s.error_output_name), "output_name", "output names must not be empty")
+    need(s.output_name != s.error_output_name, "error_output_name", "must differ from OUTPUT_NAME")
+    for path in s.features:
+        need(all(path.split(".")), "features", f"{path!r} has an empty part")
+    return problems
+
+
+def validate(s: Settings) -> list[str]:
+    """Every problem, one line each naming the environment variable."""
+    return [f"{f.spec.env}: {text}" for f, text in problems_of(s)]
+
+
+def checked(settings: Settings) -> Settings:
+    problems = validate(settings)
+    if problems:
+        raise ConfigError("invalid settings", problems)
+    return settings
+
+
+def _default_model_dir() -> str:
+    # Azure ML sets AZUREML_MODEL_DIR for the scoring script; honour it the same way.
+    return os.environ.get("AZUREML_MODEL_DIR") or str(REPO_ROOT / "model")
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from the environment; raise ConfigError naming every bad value."""
+    environ = os.environ if environ is None else environ
+    values, problems = values_from_env(Settings, environ)
+    settings = Settings(**({"model_dir": _default_model_dir()} | values))  # what did not parse keeps its default
+    problems += validate(settings)
+    if problems:
+        raise ConfigError("invalid settings", problems)
+    return settings

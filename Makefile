@@ -11,7 +11,7 @@ PYTHON311 ?= $(shell for p in python3.11 python3 python; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; \
 	then command -v $$p; break; fi; done)
 
-.PHONY: run test lint bench model manifest clean venv image image-test edge mosquitto
+.PHONY: run test test-fast lint bench model manifest clean venv image image-test edge mosquitto
 
 venv: $(VENV)/.installed
 
@@ -33,13 +33,22 @@ $(VENV)/.installed: requirements/model.txt requirements/runtime.txt requirements
 run: venv
 	$(PY) -m app simulate $(ARGS)
 
+LINTED := app edgekit tests bench deploy images localedge sensor
+
+# Everything: lint, types, the in-process tests (tests/unit) and the broker/process tests (tests/integration).
 test: venv mosquitto
-	$(VENV)/bin/ruff check app tests bench deploy images localedge sensor
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
+# The in-process tests only (no brokers, no processes): seconds, for the edit-test loop.
+test-fast: venv
+	$(PY) -m pytest -q tests/unit
+
 lint: venv
-	$(VENV)/bin/ruff check app tests bench deploy images localedge sensor
-	$(VENV)/bin/ruff format --check app tests bench deploy images localedge sensor
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
 
 # The whole deployment on this machine, no Docker, no Azure (localedge/): sensor -> inference -> $upstream,
 # predictions printed as they arrive; Ctrl-C stops everything. E.g. EDGE_ARGS="--verbose --env tempSensor:MessageDelay=1".

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from app.core.messages import InMessage, OutMessage
-from app.core.pipeline import Pipeline
+from app.main import open_pipeline
 from app.model.scorer import Scorer
 from app.model.simulator import SensorSimulator
 from app.settings import Settings
@@ -105,8 +105,7 @@ class PipelineRun:
 async def pipeline_throughput(settings: Settings, scorer: Scorer, bodies: Sequence[bytes]) -> PipelineRun:
     """Submit everything as fast as submit() accepts (it applies backpressure); time until close()."""
     sink = CountingSink()
-    pipeline = Pipeline(settings, scorer, sink)
-    await pipeline.start()
+    pipeline = await open_pipeline(settings, sink, scorer)
     # Messages are built beforehand: making them is the transport's cost, not the pipeline's.
     msgs = [InMessage(body, str(i), settings.input_names[0]) for i, body in enumerate(bodies)]
     gc.collect()
@@ -139,8 +138,7 @@ class Latency:
 async def lone_latency(settings: Settings, scorer: Scorer, bodies: Sequence[bytes], reps: int, gap_s: float) -> Latency:
     """One message at a time into an idle pipeline vs. inline, interleaved so both see the same noise."""
     sink = CountingSink()
-    pipeline = Pipeline(settings, scorer, sink)
-    await pipeline.start()
+    pipeline = await open_pipeline(settings, sink, scorer)
     paths = feature_paths(scorer)
     inline: list[float] = []
     piped: list[float] = []

@@ -10,11 +10,13 @@ one scheduled drain takes all that arrived meanwhile, in order.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Handoff(Generic[T]):
@@ -42,4 +44,8 @@ class Handoff(Generic[T]):
         self._scheduled = False
         items, deliver = self._items, self._deliver
         while items:
-            deliver(items.popleft())
+            item = items.popleft()
+            try:
+                deliver(item)
+            except Exception:  # a bug of the receiver: say so, and keep the items behind it moving
+                log.exception("handing over %s failed", type(item).__name__)

@@ -32,7 +32,7 @@ def enable_tcp_nodelay(enabled: bool = True) -> None:
     original = getattr(current, _MARK, None)
     if not enabled:
         if original is not None:
-            MQTTTransport._create_mqtt_client = original
+            MQTTTransport._create_mqtt_client = original  # type: ignore[method-assign]
         return
     if original is not None:
         return
@@ -43,4 +43,4 @@ def enable_tcp_nodelay(enabled: bool = True) -> None:
         return client
 
     setattr(create_mqtt_client, _MARK, current)
-    MQTTTransport._create_mqtt_client = create_mqtt_client
+    MQTTTransport._create_mqtt_client = create_mqtt_client  # type: ignore[method-assign]

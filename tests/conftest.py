@@ -1,24 +1,19 @@
-"""Shared fixtures: the committed default model, settings, an in-process sink, and real brokers (with twins)."""
+"""Fixtures every test may use: the committed default model, settings, an in-process sink; and the time limit
+of every test (unit: in-process, seconds; integration: brokers and processes).
+
+The brokers, twins and module processes are in tests/integration/conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from app.core.messages import OutMessage
 from app.model.scorer import Scorer, load_scorer
 from app.settings import REPO_ROOT, Settings
-from localedge.broker import Broker, find_mosquitto
-from localedge.certs import CertAuthority, shared_dir
-from localedge.processes import ModuleProcess
-from localedge.twin import Twin
-from localedge.wire import EdgeClient, outputs_filter
 
 DEFAULT_MODEL_DIR = REPO_ROOT / "model"
 
@@ -83,76 +78,15 @@ class ListSink:
         return [m for m in self.messages if m.output == output]
 
 
-def mosquitto_or_skip() -> None:
-    """Skip where mosquitto is missing (a developer machine); in CI its absence is a failure."""
-    if find_mosquitto() is None:
-        if os.environ.get("CI"):
-            pytest.fail("mosquitto is not installed; .ci/run installs it")
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+# Every test has a time limit (pytest-timeout): a hang fails with its stack instead of stalling CI.
+# In-process tests take milliseconds to a few seconds; broker and process tests up to ~30 s on a
+# loaded 2-core machine. A test may set its own with @pytest.mark.timeout(N).
+UNIT_TIMEOUT_S = 60
+INTEGRATION_TIMEOUT_S = 240
 
 
-@pytest.fixture(scope="session")
-def ca() -> Iterator[CertAuthority]:
-    """One throwaway CA for the session; every broker's server certificate comes from it."""
-    mosquitto_or_skip()
-    directory = shared_dir("edge-test-ca-")
-    try:
-        yield CertAuthority.create(directory)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def broker(ca: CertAuthority) -> Iterator[Broker]:
-    """One broker per test (and so per module, on its own 127.0.0.N): the SDK's persistent session
-    would carry one test's subscriptions into the next."""
-    with Broker(ca) as b:
-        yield b
-
-
-@pytest.fixture
-def serve_twin(broker: Broker) -> Iterator[Callable[..., Twin]]:
-    """serve_twin(device, module, desired={}) -> the module's twin and methods, served on `broker` as
-    edgeHub would; start it before the module connects. Stopped after the test."""
-    twins: list[Twin] = []
-
-    def serve(device_id: str, module_id: str, desired: Mapping[str, Any] | None = None) -> Twin:
-        twin = Twin(broker, device_id, module_id, desired or {}).start()
-        twins.append(twin)
-        return twin
-
-    yield serve
-    for twin in twins:
-        twin.stop()
-
-
-@pytest.fixture
-def listen(broker: Broker) -> Iterator[Callable[[str, str], EdgeClient]]:
-    """listen(device, module) -> the test side's client on `broker`, subscribed to everything the module sends."""
-    clients: list[EdgeClient] = []
-
-    def subscribe(device_id: str, module_id: str) -> EdgeClient:
-        client = broker.client()
-        clients.append(client)
-        client.subscribe(outputs_filter(device_id, module_id))
-        return client
-
-    yield subscribe
-    for client in clients:
-        client.close()
-
-
-@pytest.fixture
-def launch() -> Iterator[Callable[..., ModuleProcess]]:
-    """launch(env, args=("-m", "app")) -> a started child (not waited for); every one is stopped by PID,
-    bounded, after the test, also when it fails."""
-    started: list[ModuleProcess] = []
-
-    def start(env: Mapping[str, str], args: tuple[str, ...] = ("-m", "app")) -> ModuleProcess:
-        process = ModuleProcess(env, args=args)
-        started.append(process)
-        return process.start()
-
-    yield start
-    for process in started:
-        process.stop()
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            integration = "integration" in item.path.parts
+            item.add_marker(pytest.mark.timeout(INTEGRATION_TIMEOUT_S if integration else UNIT_TIMEOUT_S))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import sys
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
@@ -35,7 +36,7 @@ READINGS: list[Any] = [
 
 
 async def selftest(settings: Settings, out: BinaryIO = sys.stdout.buffer) -> dict[str, Any]:
-    manifest = read_manifest(settings.model_dir)
+    manifest = read_manifest(Path(settings.model_dir))
     header = {
         "model": manifest.name,
         "modelVersion": manifest.version,

@@ -173,12 +173,12 @@ class FeatureReader:
         # Slow path: find the value at fault and say which one.
         row = []
         for path, parts in self._paths:
-            value: Any = reading
+            found: Any = reading
             for part in parts:
-                if not isinstance(value, dict) or part not in value:
+                if not isinstance(found, dict) or part not in found:
                     raise MessageError(ErrorCode.MISSING_FEATURE, f"{where}feature '{path}' is missing")
-                value = value[part]
-            row.append(self._number(value, where, f"feature '{path}'"))
+                found = found[part]
+            row.append(self._number(found, where, f"feature '{path}'"))
         return row, context
 
     def _row(self, row: list[Any], where: str) -> list[float]:

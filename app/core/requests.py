@@ -15,6 +15,7 @@ import orjson
 from app.core.errors import ErrorCode
 from app.core.messages import InMessage
 from app.core.pipeline import Pipeline
+from app.core.processing import Outcome
 
 REPLY_TIMEOUT_S = 30.0
 
@@ -39,7 +40,7 @@ async def score_request(
     """Score one request body through the pipeline without waiting for room in the queue."""
     if not ready:
         return _refusal(503, ErrorCode.NOT_READY, f"the module is {status}")
-    reply: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    reply: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
     if not pipeline.offer(InMessage(body, request_id, reply=reply, content_type=content_type)):
         return _refusal(503, ErrorCode.OVERLOADED, "the model's queue is full; retry shortly")
     try:

@@ -77,7 +77,7 @@ class EdgeHubModule:
         client = await asyncio.to_thread(IoTHubModuleClient.create_from_edge_environment)
         return cls(client, settings)
 
-    def _on_connection_state_change(self) -> None:
+    def _on_connection_state_change(self, *_: object) -> None:
         log.info("edgeHub connection: %s", "connected" if self.client.connected else "disconnected (the SDK retries)")
 
     async def connect(self) -> None:

@@ -27,6 +27,12 @@ TWIN_TIMEOUT_S = 10.0
 MIN_REPORT_SPACING_S = 1.0
 
 
+def _version(document: dict[str, Any]) -> int | None:
+    """The document's `$version`, when it is a whole number (IoT Hub's always is)."""
+    version = document.get("$version")
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
 class TwinAgent:
     def __init__(self, client: IoTHubModuleClient, controller: Controller, loop: asyncio.AbstractEventLoop) -> None:
         self._client = client
@@ -55,14 +61,22 @@ class TwinAgent:
         except Exception as exc:  # timeout or SDK error: keep the settings in effect, say so
             log.warning("twin GET failed (%r); running on the settings in effect until the next patch", exc)
             return
-        desired = twin.get("desired") or {}
+        desired = twin.get("desired") if isinstance(twin, dict) else None
+        if not isinstance(desired, dict):
+            log.warning(
+                "twin GET answered without a desired document (%s); keeping the settings in effect", type(desired).__name__
+            )
+            return
         with contextlib.suppress(ChangeRefused):  # the Controller logged and recorded it
-            await self._controller.apply_desired(desired, desired.get("$version"), patch=False)
+            await self._controller.apply_desired(desired, _version(desired), patch=False)
 
     async def _apply_patches(self) -> None:
         while True:
             patch = await self._patches.get()
-            version, seen = patch.get("$version"), self._controller.seen_version
+            if not isinstance(patch, dict):  # the SDK hands on what it parsed; a patch is an object
+                log.warning("desired patch ignored: %s is not an object", type(patch).__name__)
+                continue
+            version, seen = _version(patch), self._controller.seen_version
             if isinstance(version, int) and isinstance(seen, int) and version > seen + 1:
                 log.info("desired $version %s follows %s: patches were missed, reading the whole twin", version, seen)
                 await self._resync()

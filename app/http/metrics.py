@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from app.core.pipeline import Pipeline
@@ -19,7 +20,7 @@ class PipelineCollector(Collector):
     def __init__(self, pipeline: Pipeline) -> None:
         self._pipeline = pipeline
 
-    def collect(self) -> Iterator[object]:
+    def collect(self) -> Iterator[Metric]:
         p = self._pipeline
         stats, manifest = p.stats, p.scorer.manifest
         prefix = "edge_inference"

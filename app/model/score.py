@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import joblib
 import numpy as np
 
 INPUT_FORMAT = "ndarray"
 
-model = None
+model: Any = None  # a fitted estimator, once init() ran
 labels: np.ndarray | None = None
 # Set by the module (THRESHOLD / the twin's `threshold`) through set_threshold(), between batches.
 threshold: float | None = None

@@ -59,7 +59,7 @@ class SensorSimulator:
         fraction = (self._step % self._ramp_steps) / self._ramp_steps
         self._step += 1
         temp = T_MIN + (T_MAX - T_MIN) * fraction + rng.uniform(-0.5, 0.5)
-        pressure = expected_pressure(temp) + rng.uniform(-0.3, 0.3)
+        pressure = float(expected_pressure(temp)) + rng.uniform(-0.3, 0.3)
         ambient = 21.0 + rng.uniform(-0.5, 0.5)
         if rng.random() < self._anomaly_rate:
             pressure += rng.choice((-1, 1)) * rng.uniform(2.0, 4.0)

@@ -21,8 +21,9 @@ import pytest
 from localedge.deployment import load_deployment
 from localedge.edge import DEVICE_ID, LocalEdge
 from localedge.wire import EdgeClient
-from tests.conftest import DEFAULT_MODEL_DIR, mosquitto_or_skip
+from tests.conftest import DEFAULT_MODEL_DIR
 from tests.helpers import body, reading, row
+from tests.integration.conftest import mosquitto_or_skip
 
 SENSOR, MODEL = "tempSensor", "inference"
 WAIT = 30.0

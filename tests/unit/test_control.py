@@ -21,9 +21,8 @@ from app.model.scorer import DEFAULT_SCRIPT, load_scorer
 from app.model.simulator import FEATURES
 from app.settings import LIVE, ConfigError, Settings, reported_settings, settings_from_desired
 from edgekit.twin_patch import merge_patch
-
-from .conftest import DEFAULT_MODEL_DIR, ListSink
-from .helpers import body, reading, row
+from tests.conftest import DEFAULT_MODEL_DIR, ListSink
+from tests.helpers import body, reading, row
 
 # P(anomaly) = 0.39 with the default model: "normal" by argmax, "anomaly" from a threshold of 0.3.
 BORDERLINE = reading(43.0, 5.0)
@@ -271,8 +270,9 @@ async def test_hot_swap_under_a_stream_loses_and_doubles_nothing(second_model: P
     n = 3000
     async with Running(BASE.replace(max_batch_size=32)) as r:
         feeder = asyncio.create_task(r.submit(range(n), reading(60.0)))
-        while r.pipeline.stats.predictions < 200:  # swap mid-stream
-            await asyncio.sleep(0)
+        async with asyncio.timeout(10):  # bounded: a stalled pipeline fails here rather than hanging
+            while r.pipeline.stats.predictions < 200:  # swap mid-stream
+                await asyncio.sleep(0)
         await r.controller.reload_model(str(second_model))
         await feeder
         await r.pipeline.wait_idle()

@@ -15,9 +15,8 @@ from app.core.pipeline import Pipeline
 from app.model.scorer import load_scorer
 from app.settings import ConfigError, Settings
 from edgekit.limits import MESSAGE_LIMIT_BYTES
-
-from .conftest import DEFAULT_MODEL_DIR, ListSink
-from .helpers import body, reading, row
+from tests.conftest import DEFAULT_MODEL_DIR, ListSink
+from tests.helpers import body, reading, row
 
 PROPS = {"sequenceNumber": "7", "batchId": "b1"}
 

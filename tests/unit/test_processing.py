@@ -13,9 +13,8 @@ from app.core.messages import InMessage
 from app.core.processing import BatchProcessor
 from app.model.scorer import Scorer, load_scorer
 from app.model.simulator import FEATURES
-
-from .conftest import DEFAULT_MODEL_DIR
-from .helpers import body, reading, row
+from tests.conftest import DEFAULT_MODEL_DIR
+from tests.helpers import body, reading, row
 
 RECORDING_SCRIPT = """
 INPUT_FORMAT = "ndarray"

@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -23,10 +16,9 @@ from app.core.pipeline import Pipeline
 from app.core.sinks import RepliesOnly
 from app.http.server import make_app
 from app.model.scorer import Scorer, load_scorer
-from app.settings import REPO_ROOT, Settings
-
-from .conftest import DEFAULT_MODEL_DIR
-from .helpers import body, reading, row
+from app.settings import Settings
+from tests.conftest import DEFAULT_MODEL_DIR
+from tests.helpers import body, reading, row
 
 GATED_SCRIPT = """
 import threading
@@ -190,55 +182,3 @@ async def test_metrics_count_what_was_sent(client) -> None:
     one_row = samples[("edge_inference_batch_rows_bucket", (("le", "1.0"),))]
     two_rows = samples[("edge_inference_batch_rows_bucket", (("le", "2.0"),))]
     assert one_row <= two_rows == batches  # cumulative buckets; no call had more than 2 rows
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def test_serve_command_answers_and_stops_on_sigterm() -> None:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("AZUREML_MODEL_DIR", "MODEL_DIR")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        async with aiohttp.ClientSession() as session:
-            deadline = time.monotonic() + 30
-            while True:  # bounded: the server is up once /ready answers 200
-                try:
-                    async with session.get(f"http://127.0.0.1:{port}/ready") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert time.monotonic() < deadline, "serve did not become ready"
-                await asyncio.sleep(0.1)
-            async with session.post(f"http://127.0.0.1:{port}/score", data=body(reading(60.0, 9.9))) as resp:
-                assert resp.status == 200
-                assert (await resp.json())["label"] == "anomaly"
-        probe = subprocess.run(  # what the images' HEALTHCHECK runs
-            [sys.executable, "-m", "app", "health"], cwd=REPO_ROOT, env={**env, "HTTP_PORT": str(port)}, check=False
-        )
-        assert probe.returncode == 0
-        other = subprocess.run(
-            [sys.executable, "-m", "app", "health"],
-            cwd=REPO_ROOT,
-            env={**env, "HTTP_PORT": str(_free_port())},
-            capture_output=True,
-            check=False,
-        )
-        assert other.returncode == 1 and b"unhealthy" in other.stderr
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=5)
-        proc.stderr.close()

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from edgekit import routes as routes_module
 from edgekit.routes import (
     DEFAULT_PRIORITY,
     Message,
@@ -20,9 +21,8 @@ from edgekit.routes import (
     parse_routes,
     referenced_modules,
 )
-from edgekit import routes as routes_module
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 JSON_PROPS = {"$.ct": "application/json", "$.ce": "utf-8"}
 SENSOR_BODY = (
     b'{"machine":{"temperature":87.25,"pressure":8.6},"ambient":{"temperature":21.4,"humidity":25},'

@@ -12,8 +12,7 @@ import pytest
 
 from app.model.modeldir import ModelDirError, compare_libraries
 from app.model.scorer import ScoringError, ScriptLoadError, load_scorer
-
-from .conftest import DEFAULT_MODEL_DIR
+from tests.conftest import DEFAULT_MODEL_DIR
 
 ROWS = [[30.0, 2.0, 21.0, 25.0], [60.0, 9.5, 21.0, 25.0], [90.0, 9.0, 35.0, 24.0]]
 

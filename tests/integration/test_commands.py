@@ -1,22 +1,31 @@
-"""The commands a person runs, as subprocesses: score FILE, simulate, register, train, config errors."""
+"""The commands a person runs, as subprocesses: score FILE, simulate, serve and health, register, train, the
+manifest generator, config errors."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import aiohttp
 import joblib
 import numpy as np
 import orjson
 
 from app.model.modeldir import sha256_of
 from app.settings import REPO_ROOT
+from tests.conftest import DEFAULT_MODEL_DIR
+from tests.helpers import body, reading, row
+from tests.unit import test_manifest
+from tests.unit.test_manifest import desired
 
-from .conftest import DEFAULT_MODEL_DIR
-from .helpers import body, reading, row
+project = test_manifest.project  # the manifest tests' project directory, a fixture
 
 EDGE_VARS = ("EdgeHubConnectionString", "EdgeModuleCACertificateFile", "IOTEDGE_IOTHUBHOSTNAME", "IOTEDGE_WORKLOADURI")
 
@@ -176,3 +185,71 @@ def test_module_that_cannot_reach_edgehub_says_so_and_exits_1(tmp_path: Path) ->
     err = result.stderr.decode()
     assert "cannot connect to edgeHub" in err
     assert "Traceback" not in err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_serve_command_answers_and_stops_on_sigterm() -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("AZUREML_MODEL_DIR", "MODEL_DIR")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 30
+            while True:  # bounded: the server is up once /ready answers 200
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/ready") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                assert time.monotonic() < deadline, "serve did not become ready"
+                await asyncio.sleep(0.1)
+            async with session.post(f"http://127.0.0.1:{port}/score", data=body(reading(60.0, 9.9))) as resp:
+                assert resp.status == 200
+                assert (await resp.json())["label"] == "anomaly"
+        probe = subprocess.run(  # what the images' HEALTHCHECK runs
+            [sys.executable, "-m", "app", "health"], cwd=REPO_ROOT, env={**env, "HTTP_PORT": str(port)}, check=False
+        )
+        assert probe.returncode == 0
+        other = subprocess.run(
+            [sys.executable, "-m", "app", "health"],
+            cwd=REPO_ROOT,
+            env={**env, "HTTP_PORT": str(_free_port())},
+            capture_output=True,
+            check=False,
+        )
+        assert other.returncode == 1 and b"unhealthy" in other.stderr
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+        proc.stderr.close()
+
+
+def test_manifest_command_writes_both_platforms(project: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTAINER_REGISTRY_")}
+    args = ["--env", str(project / ".env.example"), "--out", str(project / "out")]
+    done = subprocess.run(
+        [sys.executable, "-m", "deploy", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == [
+        f"wrote {project / 'out/deployment.amd64.json'}",
+        f"wrote {project / 'out/deployment.arm32v7.json'}",
+    ]
+    doc = json.loads((project / "out/deployment.arm32v7.json").read_text())
+    assert desired(doc)["modules"]["inference"]["settings"]["image"] == "myregistry.azurecr.io/edge-inference:0.1.0-arm32v7"

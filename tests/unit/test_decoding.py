@@ -7,8 +7,7 @@ import pytest
 
 from app.core.decoding import MANY, READING, FeatureReader, MessageError
 from app.model.simulator import FEATURES
-
-from .helpers import body, reading, row
+from tests.helpers import body, reading, row
 
 R1 = reading(30.0, 2.0, 21.5, 24)
 R2 = reading(80.0, 9.5, 20.5, 26)

@@ -16,7 +16,6 @@ from azure.iot.device import MethodRequest, MethodResponse
 from azure.iot.device.aio import IoTHubModuleClient
 from azure.iot.device.exceptions import ClientError
 
-from edgekit.twin_patch import merge_patch
 from localedge.broker import Broker
 from localedge.twin import Twin
 
@@ -52,12 +51,6 @@ def queue_handler(queue: asyncio.Queue[Any]) -> Any:
     """A handler for the SDK's handler thread that hands its argument to this loop's queue."""
     loop = asyncio.get_running_loop()
     return lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)
-
-
-def test_merge_patch_nests_replaces_and_deletes() -> None:
-    doc: dict[str, Any] = {"a": 1, "n": {"x": 1, "y": 2}, "gone": True}
-    doc = merge_patch(doc, {"a": {"new": 1}, "n": {"y": None, "z": [1]}, "gone": None, "b": "s"})
-    assert doc == {"a": {"new": 1}, "n": {"x": 1, "z": [1]}, "b": "s"}
 
 
 async def test_get_twin_returns_the_manifest_desired_properties(client: IoTHubModuleClient) -> None:

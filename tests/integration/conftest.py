@@ -1,0 +1,92 @@
+"""Fixtures of the integration tests: real Mosquitto brokers (with twins), the test side's MQTT
+client, and module processes, each stopped by PID when its test ends, passed or failed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from localedge.broker import Broker, find_mosquitto
+from localedge.certs import CertAuthority, shared_dir
+from localedge.processes import ModuleProcess
+from localedge.twin import Twin
+from localedge.wire import EdgeClient, outputs_filter
+
+
+def mosquitto_or_skip() -> None:
+    """Skip where mosquitto is missing (a developer machine); in CI its absence is a failure."""
+    if find_mosquitto() is None:
+        if os.environ.get("CI"):
+            pytest.fail("mosquitto is not installed; .ci/run installs it")
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+
+
+@pytest.fixture(scope="session")
+def ca() -> Iterator[CertAuthority]:
+    """One throwaway CA for the session; every broker's server certificate comes from it."""
+    mosquitto_or_skip()
+    directory = shared_dir("edge-test-ca-")
+    try:
+        yield CertAuthority.create(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def broker(ca: CertAuthority) -> Iterator[Broker]:
+    """One broker per test (and so per module, on its own 127.0.0.N): the SDK's persistent session
+    would carry one test's subscriptions into the next."""
+    with Broker(ca) as b:
+        yield b
+
+
+@pytest.fixture
+def serve_twin(broker: Broker) -> Iterator[Callable[..., Twin]]:
+    """serve_twin(device, module, desired={}) -> the module's twin and methods, served on `broker` as
+    edgeHub would; start it before the module connects. Stopped after the test."""
+    twins: list[Twin] = []
+
+    def serve(device_id: str, module_id: str, desired: Mapping[str, Any] | None = None) -> Twin:
+        twin = Twin(broker, device_id, module_id, desired or {}).start()
+        twins.append(twin)
+        return twin
+
+    yield serve
+    for twin in twins:
+        twin.stop()
+
+
+@pytest.fixture
+def listen(broker: Broker) -> Iterator[Callable[[str, str], EdgeClient]]:
+    """listen(device, module) -> the test side's client on `broker`, subscribed to everything the module sends."""
+    clients: list[EdgeClient] = []
+
+    def subscribe(device_id: str, module_id: str) -> EdgeClient:
+        client = broker.client()
+        clients.append(client)
+        client.subscribe(outputs_filter(device_id, module_id))
+        return client
+
+    yield subscribe
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def launch() -> Iterator[Callable[..., ModuleProcess]]:
+    """launch(env, args=("-m", "app")) -> a started child (not waited for); every one is stopped by PID,
+    bounded, after the test, also when it fails."""
+    started: list[ModuleProcess] = []
+
+    def start(env: Mapping[str, str], args: tuple[str, ...] = ("-m", "app")) -> ModuleProcess:
+        process = ModuleProcess(env, args=args)
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()

@@ -28,6 +28,8 @@ RUN apt-get update \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY app/ /app/app/
+# What the module shares with the repo's other edge programs (see edgekit/__init__.py).
+COPY edgekit/ /app/edgekit/
 # The default model; mount another model directory over /app/model (or set MODEL_DIR) to replace it.
 COPY model/model.pkl model/model.json /app/model/
 ENV PATH=/opt/venv/bin:$PATH \

@@ -89,6 +89,11 @@ def test_final_stage_runs_the_module_as_non_root_without_pip(platform: str) -> N
     assert env["MODEL_DIR"] == "/app/model"
     copied = " ".join(ins["value"] for ins in final if ins["instruction"] == "COPY")
     assert "model/model.pkl" in copied and "model/model.json" in copied
+    # every package of this repository that the module imports is in the image, and in the build context
+    context = (REPO_ROOT / ".dockerignore").read_text().split()
+    for package in ("app", "edgekit"):
+        assert f"COPY {package}/ /app/{package}/" in " ".join(f"COPY {ins['value']}" for ins in final), package
+        assert f"!{package}/" in context, package
     runs = " ".join(ins["value"] for ins in final if ins["instruction"] == "RUN")
     assert "pip install" not in runs  # pip runs in the build stage only
     assert "rm -rf /var/lib/apt/lists/*" in runs

@@ -137,3 +137,10 @@ def test_no_module_imports_in_a_circle() -> None:
 def test_a_cycle_would_be_found() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": {"c"}}) is None
+
+
+def test_the_module_needs_only_app_and_edgekit_of_this_repository() -> None:
+    """What the images copy (Dockerfile: COPY app/, COPY edgekit/)."""
+    repo_packages = {"app", "edgekit", "localedge", "sensor", "deploy", "bench", "tests"}
+    used = {i.split(".")[0] for m, imports in MODULES.items() if _under(m, "app") for i in imports}
+    assert used & repo_packages == {"app", "edgekit"}

@@ -37,7 +37,11 @@ class Spec:
     above: float | None = None  # exclusive
     below: float | None = None  # exclusive
     limit_note: str = ""  # said after a range, e.g. " (IoT Hub's limit)"
+    cap: float | None = None  # a sanity ceiling, inclusive: past it a value is a typo or an attack
     choices: tuple[str, ...] = ()  # case-insensitive
+    max_items: int | None = None  # for lists of names
+    max_length: int | None = None  # characters of a string, or of each name in a list
+    secret: bool = False  # never shown: not in reports, logs or `settings` output
     parse_env: Callable[[str], Any] | None = None  # instead of the type's parser
     default_text: str = ""  # for the README when the default is not the literal value
     twin_text: str = ""  # the twin type for the README, when the generic one is not clear enough
@@ -198,6 +202,17 @@ def bound_problem(f: Field, value: Any) -> str | None:
     s = f.spec
     if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, tuple):
+        if s.max_items is not None and len(value) > s.max_items:
+            return f"{len(value)} items; at most {s.max_items}"
+        longest = max(value, key=len, default="")
+        if s.max_length is not None and len(longest) > s.max_length:
+            return f"{longest[:40]!r}... is {len(longest)} characters; at most {s.max_length}"
+        return None
+    if isinstance(value, str) and not s.choices:
+        if s.max_length is not None and len(value) > s.max_length:
+            return f"{value[:40]!r}... is {len(value)} characters; at most {s.max_length}"
+        return None
     if s.choices:
         if str(value).upper() not in {c.upper() for c in s.choices}:
             return f"{value!r} is not one of {', '.join(s.choices)}"
@@ -209,6 +224,8 @@ def bound_problem(f: Field, value: Any) -> str | None:
     low_ok = (s.minimum is None or value >= s.minimum) and (s.above is None or value > s.above)
     high_ok = (s.maximum is None or value <= s.maximum) and (s.below is None or value < s.below)
     if low_ok and high_ok:
+        if s.cap is not None and value > s.cap:
+            return f"{value} must be at most {_number(s.cap)}"
         return None
     if s.above is not None and s.below is not None:
         return f"{value} must be between {_number(s.above)} and {_number(s.below)} (exclusive)"
@@ -245,7 +262,8 @@ def values_from_env(cls: type, environ: Mapping[str, str]) -> tuple[dict[str, An
         try:
             values[f.name] = parse_env(f, raw)
         except ValueError as exc:
-            problems.append(f"{f.spec.env}={raw!r}: {str(exc).splitlines()[0]}")
+            shown = "(secret)" if f.spec.secret else repr(raw)
+            problems.append(f"{f.spec.env}={shown}: {str(exc).splitlines()[0]}")
     return values, problems
 
 
@@ -294,6 +312,8 @@ def twin_type_text(f: Field) -> str:
         base += f" ≥ {_number(s.minimum)}"
     elif s.above is not None:
         base += f" > {_number(s.above)}"
+    if s.cap is not None:
+        base += f", at most {_number(s.cap)}"
     if f.kind.startswith("optional_"):
         base += ", or null"
     return base

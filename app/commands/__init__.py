@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
+from pathlib import Path
 
 from app.model.modeldir import ModelDirError
 from app.model.register import RegisterError
@@ -51,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="train the default model into MODEL_DIR (what `make model` runs)")
     st = sub.add_parser("settings", help="print the settings in effect (JSON), or the README's settings tables")
     st.add_argument("--markdown", action="store_true", help="the README's two settings tables, made from the settings model")
+    st.add_argument("--readme", metavar="PATH", help="rewrite the settings tables in this README")
     sub.add_parser("selftest", help="load the model with all checks and score fixed readings (for images)")
 
     r = sub.add_parser("register", help="install a trained model file into the model directory")
@@ -75,16 +78,15 @@ def _reason(exc: BaseException | None) -> str:
     return ": ".join(parts)
 
 
-def _print_settings(settings: Settings, markdown: bool) -> int:
-    if markdown:
-        from app.settings.docs import tables
+def _print_settings(settings: Settings, markdown: bool, readme: str | None) -> int:
+    from app.settings.docs import tables, update_readme
 
+    if readme:
+        print(f"{readme}: {'updated' if update_readme(Path(readme)) else 'already up to date'}")
+    elif markdown:
         print(tables(), end="")
     else:
-        import dataclasses
-        import json
-
-        print(json.dumps(dataclasses.asdict(settings), indent=2))
+        print(json.dumps(settings.shown(), indent=2))
     return 0
 
 
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return health_probe(settings)
         if command == "settings":
-            return _print_settings(settings, args.markdown)
+            return _print_settings(settings, args.markdown, args.readme)
         if command == "serve":
             from app.commands.serve import serve
 

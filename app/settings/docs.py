@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from app.settings.model import FIELDS
 from edgekit.typed_settings import default_text, markdown_rows, twin_type_text
 
@@ -29,3 +31,18 @@ def blocks() -> list[str]:
 
 def tables() -> str:
     return "\n".join(blocks())
+
+
+def update_readme(path: Path) -> bool:
+    """Replace the marked tables in a README with the model's; True if anything changed."""
+    text = path.read_text(encoding="utf-8")
+    new = text
+    for block in blocks():
+        first, last = block.splitlines()[0], block.splitlines()[-1]
+        start, end = new.find(first), new.find(last)
+        if start < 0 or end < 0:
+            raise ValueError(f"{path} has no {first} ... {last} block")
+        new = new[:start] + block.rstrip("\n") + new[end + len(last) :]
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text

@@ -31,9 +31,14 @@ class ConfigError(SettingsError):
 @dataclass(frozen=True)
 class Settings:
     # -- batching and outputs: can change while running (desired properties) --
-    max_batch_size: int = setting(256, env="MAX_BATCH_SIZE", live=True, minimum=1, help="Most rows in one run() call.")
+    max_batch_size: int = setting(256, env="MAX_BATCH_SIZE", live=True, minimum=1, cap=65536, help="Most rows in one run() call.")
     max_wait_ms: float = setting(
-        0.0, env="MAX_WAIT_MS", live=True, minimum=0, help="Wait up to this long for a fuller batch; 0 scores at once."
+        0.0,
+        env="MAX_WAIT_MS",
+        live=True,
+        minimum=0,
+        cap=60_000,
+        help="Wait up to this long for a fuller batch; 0 scores at once.",
     )
     aggregate: bool = setting(False, env="AGGREGATE", live=True, help="Pack many predictions into one output message.")
     aggregate_max_bytes: int = setting(
@@ -45,7 +50,7 @@ class Settings:
         help="Size budget of one aggregated message (body + properties, 256 of it kept for system properties).",
     )
     aggregate_max_delay_ms: float = setting(
-        1000.0, env="AGGREGATE_MAX_DELAY_MS", live=True, above=0, help="Longest a partly filled aggregate waits."
+        1000.0, env="AGGREGATE_MAX_DELAY_MS", live=True, above=0, cap=60_000, help="Longest a partly filled aggregate waits."
     )
     threshold: float | None = setting(
         None,
@@ -60,6 +65,8 @@ class Settings:
         (),
         env="FEATURES",
         live=True,
+        max_items=1024,
+        max_length=256,
         help="Comma-separated dotted paths into a reading.",
         default_text="the manifest's features",
         twin_text="list of dotted paths (or one comma-separated string)",
@@ -68,6 +75,8 @@ class Settings:
         ("timeCreated",),
         env="PASSTHROUGH_FIELDS",
         live=True,
+        max_items=64,
+        max_length=256,
         help="Top-level reading fields copied into predictions.",
         twin_text="list of field names",
     )
@@ -75,22 +84,27 @@ class Settings:
         ("amlInput",),
         env="INPUT_NAMES",
         live=True,
+        max_items=64,
+        max_length=256,
         help="edgeHub inputs to score, comma-separated.",
         twin_text="list of input names",
     )
-    output_name: str = setting("amlOutput", env="OUTPUT_NAME", live=True, help="Output for predictions.")
-    error_output_name: str = setting("errorOutput", env="ERROR_OUTPUT_NAME", live=True, help="Output for error records.")
+    output_name: str = setting("amlOutput", env="OUTPUT_NAME", live=True, max_length=256, help="Output for predictions.")
+    error_output_name: str = setting(
+        "errorOutput", env="ERROR_OUTPUT_NAME", live=True, max_length=256, help="Output for error records."
+    )
     error_input_max_bytes: int = setting(
-        1024, env="ERROR_INPUT_MAX_BYTES", live=True, minimum=0, help="Bytes of the input copied into an error record."
+        1024, env="ERROR_INPUT_MAX_BYTES", live=True, minimum=0, cap=65536, help="Bytes of the input copied into an error record."
     )
     log_level: str = setting("INFO", env="LOG_LEVEL", live=True, choices=LEVELS, help="DEBUG, INFO, WARNING or ERROR.")
     report_interval_s: float = setting(
-        30.0, env="REPORT_INTERVAL_S", live=True, minimum=1, help="Most often counters are reported to the twin."
+        30.0, env="REPORT_INTERVAL_S", live=True, minimum=1, cap=86_400, help="Most often counters are reported to the twin."
     )
     model_dir: str = setting(
         "",
         env="MODEL_DIR",
         live=True,
+        max_length=4096,
         help="Model directory (model.pkl + model.json).",
         default_text="$AZUREML_MODEL_DIR, else ./model",
         twin_text="path (a volume mounted into the container)",
@@ -99,12 +113,15 @@ class Settings:
         "",
         env="SCORE_SCRIPT",
         live=True,
+        max_length=4096,
         help="Path to your own score.py.",
         default_text="the built-in app/model/score.py",
         twin_text="path (a volume mounted into the container)",
     )
     # -- fixed for the life of the process (environment only) --
-    queue_size: int = setting(2048, env="QUEUE_SIZE", minimum=1, help="Messages waiting for the model before intake pauses.")
+    queue_size: int = setting(
+        2048, env="QUEUE_SIZE", minimum=1, cap=1_000_000, help="Messages waiting for the model before intake pauses."
+    )
     max_message_bytes: int = setting(
         MESSAGE_LIMIT_BYTES,
         env="MAX_MESSAGE_BYTES",
@@ -113,7 +130,9 @@ class Settings:
         limit_note=" (IoT Hub's limit)",
         help="Larger input bodies are rejected.",
     )
-    max_sends_in_flight: int = setting(32, env="MAX_SENDS_IN_FLIGHT", minimum=1, help="Output messages being sent at once.")
+    max_sends_in_flight: int = setting(
+        32, env="MAX_SENDS_IN_FLIGHT", minimum=1, cap=1024, help="Output messages being sent at once."
+    )
     # the module serves its edge network and, with serve, the LAN
     http_host: str = setting("0.0.0.0", env="HTTP_HOST", help="Address of the HTTP endpoint.")
     http_port: int = setting(
@@ -124,10 +143,81 @@ class Settings:
         help="HTTP endpoint port (score, health, metrics); 0 turns it off in the module.",
     )
     tcp_nodelay: bool = setting(True, env="TCP_NODELAY", help="TCP_NODELAY on the MQTT socket to edgeHub (saves ~40 ms per hop).")
-    shutdown_timeout_s: float = setting(8.0, env="SHUTDOWN_TIMEOUT_S", above=0, help="Time to finish work in hand on SIGTERM.")
+    shutdown_timeout_s: float = setting(
+        8.0, env="SHUTDOWN_TIMEOUT_S", above=0, cap=3600, help="Time to finish work in hand on SIGTERM."
+    )
     allow_version_mismatch: bool = setting(
         False, env="ALLOW_VERSION_MISMATCH", help="Load a model trained with other library versions."
     )
+    model_roots: tuple[str, ...] = setting(
+        ("/models",),
+        env="MODEL_ROOTS",
+        max_items=64,
+        help="Directories under which the twin and reloadModel may point modelDir and scoreScript (they run code); "
+        "the deployment's own MODEL_DIR and SCORE_SCRIPT are always allowed.",
+        default_text="/models",
+    )
+    # -- reliability: the durable intake, back-pressure in bytes, the watchdog --
+    intake_journal: str = setting(
+        "disk",
+        env="INTAKE_JOURNAL",
+        choices=("disk", "off"),
+        help="disk: every input is journaled on arrival and replayed after a crash or restart; off: memory only.",
+    )
+    journal_dir: str = setting(
+        "/var/lib/edge-inference/journal",
+        env="JOURNAL_DIR",
+        max_length=4096,
+        help="Directory of the intake journal (a volume, so that it outlives the container).",
+    )
+    journal_max_bytes: int = setting(
+        256 * 1024 * 1024,
+        env="JOURNAL_MAX_BYTES",
+        minimum=1024 * 1024,
+        help="Disk budget of the journal; past it, new inputs get an `overloaded` error record.",
+    )
+    inbox_max_bytes: int = setting(
+        32 * 1024 * 1024,
+        env="INBOX_MAX_BYTES",
+        minimum=256 * 1024,
+        help="Memory budget of the inputs waiting for the model (edgeHub and HTTP); past it, intake waits or sheds.",
+    )
+    watchdog_s: float = setting(
+        120.0,
+        env="WATCHDOG_S",
+        minimum=0,
+        cap=86_400,
+        help="Exit (so that edgeAgent restarts the module) when edgeHub has been unreachable or deaf this long; 0: off.",
+    )
+    # -- HTTP hardening --
+    http_token: str = setting(
+        "",
+        env="HTTP_TOKEN",
+        secret=True,
+        max_length=4096,
+        help="Bearer token every HTTP request but GET /live must carry; empty: none.",
+        default_text="none",
+    )
+    http_token_file: str = setting(
+        "",
+        env="HTTP_TOKEN_FILE",
+        max_length=4096,
+        help="A file (a mounted secret) holding the bearer token, instead of HTTP_TOKEN.",
+        default_text="none",
+    )
+    http_max_connections: int = setting(
+        64, env="HTTP_MAX_CONNECTIONS", minimum=1, cap=65536, help="Open HTTP connections at most; more wait for a free one."
+    )
+    http_read_timeout_s: float = setting(
+        10.0, env="HTTP_READ_TIMEOUT_S", above=0, cap=3600, help="Time a client has to send its request headers and body."
+    )
+
+    def shown(self) -> dict[str, Any]:
+        """Every setting under its env name, secrets masked: for people and logs."""
+        return {f.spec.env: ("***" if f.spec.secret and getattr(self, f.name) else getattr(self, f.name)) for f in FIELDS}
+
+    def __repr__(self) -> str:  # a secret must not reach a log through a repr
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.shown().items()) + ")"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed, validated like one read from the environment."""

@@ -11,7 +11,7 @@ PYTHON311 ?= $(shell for p in python3.11 python3 python; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; \
 	then command -v $$p; break; fi; done)
 
-.PHONY: run test test-fast lint bench model manifest clean venv image image-test edge mosquitto
+.PHONY: run test test-fast lint fuzz faults overload soak bench model manifest clean venv image image-test edge mosquitto
 
 venv: $(VENV)/.installed
 
@@ -63,6 +63,23 @@ mosquitto:
 
 bench: venv
 	$(PY) -m bench
+
+# Reliability proofs (not run by CI in full; CI runs a fast slice of each inside `make test`).
+# fuzz: >= 200,000 hostile inputs, zero crashes, zero accounting violations (tests/fuzz).
+fuzz: venv
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-20000} $(PY) -m pytest -q -p no:randomly tests/fuzz
+
+# faults: broker restarts and kills, module kills, SIGSTOP, edgeHub outage, through the local edge: a table by id.
+faults: venv mosquitto
+	$(PY) -m bench.faults $(FAULT_ARGS)
+
+# overload: 3x capacity for 60 s: memory, shedding, recovery.
+overload: venv mosquitto
+	$(PY) -m bench.overload $(OVERLOAD_ARGS)
+
+# soak: an hour at a steady rate (SOAK_ARGS="--minutes 5" for the short one): RSS, descriptors, the invariant.
+soak: venv mosquitto
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 model: venv
 	$(PY) -m app train

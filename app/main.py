@@ -12,6 +12,7 @@ import asyncio
 import logging
 
 from app.core.control import Controller, Health
+from app.core.journal import IntakeJournal, JournalError
 from app.core.messages import Sink
 from app.core.pipeline import Pipeline
 from app.model.scorer import Scorer, load_scorer
@@ -33,6 +34,13 @@ async def open_pipeline(settings: Settings, sink: Sink, scorer: Scorer | None = 
     return pipeline
 
 
+def open_journal(settings: Settings) -> IntakeJournal | None:
+    """The intake journal the settings ask for (INTAKE_JOURNAL=disk); JournalError says what to do if it cannot be."""
+    if settings.intake_journal != "disk":
+        return None
+    return IntakeJournal(settings.journal_dir, settings.journal_max_bytes)
+
+
 async def run_module(settings: Settings) -> int:
     """The container's main: serve edgeHub inputs (and HTTP) until SIGTERM/SIGINT; returns the exit code."""
     # Imported here: the other commands need neither the SDK nor aiohttp.
@@ -41,30 +49,39 @@ async def run_module(settings: Settings) -> int:
 
     with stop_on_signals() as stop:
         scorer = await load_model(settings)
-        edge = await EdgeHubModule.create(settings)
+        edge = await EdgeHubModule.create(settings)  # first: without an edge environment, that is what to say
+        try:
+            edge.journal = open_journal(settings)
+        except JournalError as exc:
+            log.error("%s", exc)
+            await edge.shutdown()
+            return 2
+        journal = edge.journal
         pipeline = await open_pipeline(settings, edge.sink, scorer)
         health = Health()
         controller = Controller(settings, pipeline, health)
         # The HTTP endpoint shares the pipeline: requests and edge messages batch together.
         http = await start_http(pipeline, health) if settings.http_port else None
         try:
-            await edge.connect()
+            await edge.connect(pipeline)
         except Exception as exc:  # the SDK raises its own error types; say it plainly and let the runtime restart us
             log.error("cannot connect to edgeHub: %r; exiting so that the IoT Edge runtime restarts the module", exc)
             if http is not None:
                 await http.cleanup()
             await pipeline.close()
+            edge.close_journal()
             await edge.shutdown()
             return 1
-        await edge.start(pipeline, controller)
+        await edge.start(controller)
         s, manifest = pipeline.settings, pipeline.scorer.manifest
         log.info(
-            "ready: inputs=%s output=%s errors=%s model=%s v%s",
+            "ready: inputs=%s output=%s errors=%s model=%s v%s journal=%s",
             ",".join(s.input_names),
             s.output_name,
             s.error_output_name,
             manifest.name,
             manifest.version,
+            settings.journal_dir if journal is not None else "off",
         )
         controller.set_state("ready")
         await stop.wait()
@@ -81,14 +98,19 @@ async def run_module(settings: Settings) -> int:
                 await pipeline.close()
         except TimeoutError:
             code = 1
+            edge.give_up_sending()
             log.error(
-                "shutdown timed out after %.1fs with %d messages queued for the model",
+                "shutdown timed out after %.1fs with %d messages queued for the model%s",
                 settings.shutdown_timeout_s,
                 pipeline.batcher.depth,
+                "; they are in the journal and will be scored at the next start" if journal is not None else "",
             )
+        edge.close_journal()
         stats = pipeline.stats
+        intake = edge.intake
         log.info(
-            "stopped: messages=%d predictions=%d errors=%d sent=%d send_failures=%d queue_full_waits=%d inbox_peak=%d",
+            "stopped: messages=%d predictions=%d errors=%d sent=%d send_failures=%d queue_full_waits=%d inbox_peak=%d "
+            "replayed=%d spilled=%d shed=%d",
             stats.messages,
             stats.predictions,
             stats.errors,
@@ -96,6 +118,9 @@ async def run_module(settings: Settings) -> int:
             edge.sink.failed,
             pipeline.batcher.queue_full_waits,
             edge.inbox_peak,
+            intake.replayed if intake else 0,
+            intake.spilled if intake else 0,
+            intake.shed if intake else 0,
         )
         await edge.shutdown()
     return code

@@ -20,11 +20,24 @@ log = logging.getLogger(__name__)
 
 
 class Handoff(Generic[T]):
-    """`put(item)` from any thread; `deliver(item)` runs on `loop`, once per item, in put order."""
+    """`put(item)` from any thread; `deliver(item)` runs on `loop`, once per item, in put order.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[T], None]) -> None:
+    With `deliver_group`, each drain hands over everything that gathered as one list instead (the
+    intake journals a group with one write).
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Callable[[T], None] | None = None,
+        *,
+        deliver_group: Callable[[list[T]], None] | None = None,
+    ) -> None:
+        if (deliver is None) == (deliver_group is None):
+            raise TypeError("give deliver or deliver_group")
         self._loop = loop
         self._deliver = deliver
+        self._deliver_group = deliver_group
         self._items: deque[T] = deque()
         self._scheduled = False
 
@@ -43,6 +56,16 @@ class Handoff(Generic[T]):
     def _drain(self) -> None:
         self._scheduled = False
         items, deliver = self._items, self._deliver
+        if self._deliver_group is not None:
+            group = []
+            while items:  # popleft, not list()+clear(): a put from the other thread in between must not be lost
+                group.append(items.popleft())
+            try:
+                self._deliver_group(group)
+            except Exception:  # a bug of the receiver: say so; the next group still comes
+                log.exception("handing over %d items failed", len(group))
+            return
+        assert deliver is not None
         while items:
             item = items.popleft()
             try:

@@ -93,8 +93,13 @@ def fields_of(cls: type) -> list[Field]:
 class SettingsError(ValueError):
     """One or more settings are invalid; `problems` has one line each, naming the setting."""
 
+    MAX_LISTED = 20  # a hostile document can hold thousands of problems; people need the first few
+
     def __init__(self, heading: str, problems: list[str] | None = None) -> None:
-        super().__init__(heading + ":\n  " + "\n  ".join(problems) if problems else heading)
+        listed = (problems or [])[: self.MAX_LISTED]
+        more = len(problems or []) - len(listed)
+        lines = listed + ([f"... and {more} more"] if more else [])
+        super().__init__(heading + ":\n  " + "\n  ".join(lines) if problems else heading)
         self.problems = problems or [heading]
 
 

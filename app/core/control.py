@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from app.core.errors import ErrorCode
 from app.core.pipeline import Pipeline
@@ -43,6 +46,29 @@ class ChangeRefused(RuntimeError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+# IoT Hub refuses a reported-properties document over 32 KB: what the module reports stays well under.
+REPORTED_MAX_BYTES = 24 * 1024
+LAST_ERROR_MAX_CHARS = 2000
+LIST_SHOWN_MAX = 32  # items of a list setting shown when the document would be too large
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def _bounded(status: dict[str, Any]) -> dict[str, Any]:
+    """The status as reported: long list settings are cut (with their length) if the document is too large."""
+    if len(orjson.dumps(status)) <= REPORTED_MAX_BYTES:
+        return status
+    settings = dict(status["settings"])
+    for key, value in settings.items():
+        if isinstance(value, list) and len(value) > LIST_SHOWN_MAX:
+            settings[key] = {"count": len(value), "first": value[:LIST_SHOWN_MAX]}
+        elif isinstance(value, str):
+            settings[key] = _clip(value, 256)
+    return {**status, "settings": settings}
 
 
 def _now() -> str:
@@ -99,8 +125,12 @@ class Controller:
                 if override is not None:
                     settings = settings.replace(model_dir=override)
                 await self._switch(settings)
-            except (ChangeRefused, ConfigError) as exc:
-                code = getattr(exc, "code", ErrorCode.INVALID_DESIRED)
+            except Exception as exc:  # refused, or a bug of ours: either way the previous state holds
+                if not isinstance(exc, ChangeRefused | ConfigError):
+                    log.exception("applying desired $version %s failed", version)
+                code = getattr(
+                    exc, "code", ErrorCode.INVALID_DESIRED if isinstance(exc, ConfigError) else ErrorCode.INTERNAL_ERROR
+                )
                 self.rejected_version = version
                 self._failed(code, f"desired $version {version} refused, previous settings kept: {exc}")
                 raise ChangeRefused(code, str(exc)) from None
@@ -116,10 +146,14 @@ class Controller:
             settings = self.pipeline.settings
             target = model_dir or settings.model_dir
             try:
-                await self._switch(settings.replace(model_dir=target), force_load=True)
+                try:
+                    wanted = settings.replace(model_dir=target)
+                except ConfigError as exc:
+                    raise ChangeRefused(ErrorCode.MODEL_REJECTED, str(exc)) from None
+                await self._switch(wanted, force_load=True)
             except ChangeRefused as exc:
                 self.model_refused = True
-                self._failed(exc.code, f"reloadModel {target} refused, previous model kept: {exc}")
+                self._failed(exc.code, f"reloadModel {_clip(target)} refused, previous model kept: {exc}")
                 raise
             if model_dir:
                 self._model_override = model_dir
@@ -131,6 +165,7 @@ class Controller:
         current = self.pipeline.settings
         scorer = None
         if force_load or (settings.model_dir, settings.score_script) != (current.model_dir, current.score_script):
+            self._check_roots(settings)
             scorer = await self._load(settings)
         try:
             await self.pipeline.reconfigure(settings, scorer)
@@ -143,6 +178,22 @@ class Controller:
             m = scorer.manifest
             log.info("model swapped in: %s v%s (%s) from %s", m.name, m.version, m.sha256[:12], settings.model_dir)
 
+    def _check_roots(self, settings: Settings) -> None:
+        """A model directory or script named at run time (twin, reloadModel) must lie under MODEL_ROOTS:
+        loading one runs its code. The deployment's own MODEL_DIR and SCORE_SCRIPT are always allowed."""
+        allowed = (self.base.model_dir, self.base.score_script)
+        for name, path in (("modelDir", settings.model_dir), ("scoreScript", settings.score_script)):
+            if not path or path in allowed:
+                continue
+            real = os.path.realpath(path)  # symlinks resolved: a link inside a root cannot lead out of it
+            roots = [os.path.realpath(root) for root in settings.model_roots]
+            if not any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots):
+                raise ChangeRefused(
+                    ErrorCode.MODEL_REJECTED,
+                    f"{name} {_clip(path)} is outside MODEL_ROOTS ({', '.join(settings.model_roots) or 'none'}); "
+                    "models and scripts named at run time must lie under one (set MODEL_ROOTS in the module's env)",
+                )
+
     async def _load(self, settings: Settings) -> Scorer:
         """Load and verify beside the running model (sha256, library versions, init(), a trial row)."""
         started = time.perf_counter()
@@ -152,38 +203,42 @@ class Controller:
             )
         except (ModelDirError, ScriptLoadError, OSError, ValueError) as exc:
             raise ChangeRefused(ErrorCode.MODEL_REJECTED, str(exc)) from None
+        except Exception as exc:  # loading runs the model's own code: anything can come out of it
+            raise ChangeRefused(ErrorCode.MODEL_REJECTED, f"loading failed: {type(exc).__name__}: {exc}") from None
         log.info("model at %s verified in %.0f ms", settings.model_dir, (time.perf_counter() - started) * 1000)
         return scorer
 
     def _failed(self, code: str, message: str) -> None:
         log.error("%s", message)
-        self.last_error = {"code": code, "message": message, "at": _now()}
+        self.last_error = {"code": str(code), "message": _clip(message, LAST_ERROR_MAX_CHARS), "at": _now()}
         self.changed.set()
 
     def status(self) -> dict[str, Any]:
         """What reported properties and getStatus show; JSON-able, twin-safe keys (no `$` or `.`)."""
         p = self.pipeline
         stats, model_stats, manifest = p.stats, p.stats.model, p.scorer.manifest
-        return {
-            "status": self.state,
-            "model": {
-                "name": manifest.name,
-                "version": manifest.version,
-                "sha256": manifest.sha256,
-                "dir": p.settings.model_dir,
-                "loadedAt": self.model_loaded_at,
-            },
-            "settings": reported_settings(p.settings),
-            "desiredVersion": self.desired_version,
-            "rejectedDesiredVersion": self.rejected_version,
-            "lastError": self.last_error,
-            "counters": {
-                "messages": stats.messages,
-                "predictions": stats.predictions,
-                "errors": stats.errors,
-                "batches": model_stats.run_calls,
-                "meanBatchSize": model_stats.mean_batch_rows,
-                "queueDepth": p.batcher.depth,
-                "sendFailures": stats.send_failures,
-            },
-        }
+        return _bounded(
+            {
+                "status": self.state,
+                "model": {
+                    "name": manifest.name,
+                    "version": manifest.version,
+                    "sha256": manifest.sha256,
+                    "dir": p.settings.model_dir,
+                    "loadedAt": self.model_loaded_at,
+                },
+                "settings": reported_settings(p.settings),
+                "desiredVersion": self.desired_version,
+                "rejectedDesiredVersion": self.rejected_version,
+                "lastError": self.last_error,
+                "counters": {
+                    "messages": stats.messages,
+                    "predictions": stats.predictions,
+                    "errors": stats.errors,
+                    "batches": model_stats.run_calls,
+                    "meanBatchSize": model_stats.mean_batch_rows,
+                    "queueDepth": p.batcher.depth,
+                    "sendFailures": stats.send_failures,
+                },
+            }
+        )

@@ -45,17 +45,46 @@ def _kind(value: Any) -> str:
     )
 
 
-def _diagnose(body: bytes) -> Any:
-    """After orjson refused the body: say precisely why. The stdlib parser accepts NaN and Infinity,
-    so such a body gets "not finite" from the row check rather than a vague "not JSON"."""
+def _int_or_float(digits: str) -> int | float:
+    """Integers for the stdlib parser: one past Python's int-to-text digit limit (4300 digits, a
+    guard against quadratic conversions) is surely no finite float, so it becomes inf (not_finite
+    if it is a feature) instead of a ValueError."""
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MessageError(ErrorCode.NOT_UTF8, f"body is not valid UTF-8 (byte {exc.start}); send UTF-8 JSON") from None
+        return int(digits)
+    except ValueError:
+        return float(digits)
+
+
+def _shown(value: Any) -> str:
+    """A value for a reason: its kind and a short preview. An array or object is not turned into
+    text whole (it may be large, or nested deeper than repr() can go)."""
+    if isinstance(value, list | dict):
+        return f"{_kind(value)} of {len(value)} {'items' if isinstance(value, list) else 'keys'}"
+    return f"{_kind(value)} ({str(value)[:40]!r})"
+
+
+def _diagnose(body: bytes | str) -> Any:
+    """After orjson refused the body: parse it with the stdlib, or say precisely why it is not JSON.
+
+    The stdlib parser accepts NaN, Infinity, numbers past 1e308 and escaped lone surrogates, so
+    such a body gets "not finite" from the row check (or scores, if the value is not a feature)
+    rather than a vague "not JSON". Every failure is a MessageError: nesting past the parser's
+    recursion limit too (orjson stops at 1024 levels, the stdlib at about 1000)."""
+    if isinstance(body, str):
+        text = body
+    else:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MessageError(ErrorCode.NOT_UTF8, f"body is not valid UTF-8 (byte {exc.start}); send UTF-8 JSON") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_int_or_float)
     except json.JSONDecodeError as exc:
         raise MessageError(ErrorCode.NOT_JSON, f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise MessageError(
+            ErrorCode.NOT_JSON, "body is not JSON: arrays or objects nested too deeply (over ~1000 levels)"
+        ) from None
 
 
 def json_codec(body: bytes) -> Any:
@@ -68,7 +97,7 @@ def json_codec(body: bytes) -> Any:
         try:
             doc = orjson.loads(doc)
         except orjson.JSONDecodeError:
-            doc = _diagnose(doc.encode("utf-8"))
+            doc = _diagnose(doc)  # as text: it may hold lone surrogates (escaped in the outer JSON)
     return doc
 
 
@@ -79,10 +108,24 @@ CODECS: dict[str, Codec] = {"application/json": json_codec, "text/json": json_co
 
 def codec_for(content_type: str | None) -> Codec:
     """The codec for a content type such as `application/json; charset=utf-8`; JSON when none fits."""
-    if not content_type:
+    if not content_type or not isinstance(content_type, str):
         return json_codec
     media = content_type.partition(";")[0].strip().lower()
     return CODECS.get(media, json_codec)
+
+
+def _as_bytes(body: Any) -> bytes:
+    """A body that is not bytes: text (UTF-8), a bytes-like object, or a MessageError."""
+    if isinstance(body, str):
+        try:
+            return body.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: no UTF-8 text can carry it
+            raise MessageError(
+                ErrorCode.NOT_UTF8, f"body is text with an unpaired surrogate (character {exc.start}); send UTF-8 JSON"
+            ) from None
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes(body)
+    raise MessageError(ErrorCode.BAD_SHAPE, f"body is {_kind(body)}, not bytes; send UTF-8 JSON")
 
 
 def _compile_lookups(paths: list[tuple[str, tuple[str, ...]]]) -> Callable[[dict[str, Any]], list[Any]]:
@@ -110,8 +153,8 @@ class FeatureReader:
         self._fast_row = _compile_lookups(self._paths)
 
     def decode(self, body: bytes | str, content_type: str | None = None) -> Decoded:
-        if isinstance(body, str):
-            body = body.encode("utf-8")
+        if type(body) is not bytes:
+            body = _as_bytes(body)
         if len(body) > self._max_bytes:
             raise MessageError(
                 ErrorCode.OVERSIZED, f"body is {len(body)} bytes, over the {self._max_bytes}-byte limit (MAX_MESSAGE_BYTES)"
@@ -203,5 +246,4 @@ class FeatureReader:
                 raise MessageError(
                     ErrorCode.NOT_FINITE, f"{where}{what} is too large for a float; expected a finite number"
                 ) from None
-        shown = f"{_kind(value)} ({str(value)[:40]!r})"
-        raise MessageError(ErrorCode.NOT_NUMERIC, f"{where}{what} is {shown}; expected a number")
+        raise MessageError(ErrorCode.NOT_NUMERIC, f"{where}{what} is {_shown(value)}; expected a number")

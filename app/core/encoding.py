@@ -28,6 +28,32 @@ class OutputTooLarge(ValueError):
 SYSTEM_PROPERTIES_ALLOWANCE = 256
 
 
+def json_text(value: Any) -> str | None:
+    """A message id, input name or reason as JSON can carry it: None stays None, text with lone
+    surrogates (e.g. an HTTP header decoded with surrogateescape) gets U+FFFD in their place, and
+    anything else becomes its str()."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
+def output_size(body: bytes, properties: dict[str, Any]) -> int:
+    """edgekit.limits.message_size, also for properties no UTF-8 encoder takes (lone surrogates,
+    keys that are not text): those count as the bytes an encoder passing surrogates would write."""
+    try:
+        return message_size(body, properties)
+    except (UnicodeEncodeError, AttributeError):
+        return len(body) + sum(
+            len(str(k).encode("utf-8", "surrogatepass")) + len(str(v).encode("utf-8", "surrogatepass"))
+            for k, v in properties.items()
+        )
+
+
 def _item(result: Any, context: dict[str, Any]) -> dict[str, Any]:
     if isinstance(result, dict):
         return {**result, **context} if context else result
@@ -57,28 +83,37 @@ class Encoder:
             doc = {**self.content(shape, results, contexts), **self._model}
         body = orjson.dumps(doc)
         props = msg.custom_properties
-        if message_size(body, props) > MESSAGE_LIMIT_BYTES:
+        if output_size(body, props) > MESSAGE_LIMIT_BYTES:
             raise OutputTooLarge(
                 f"the prediction message would be {len(body)} bytes, over IoT Hub's {MESSAGE_LIMIT_BYTES}-byte limit; "
                 f"send fewer rows per message (this one had {len(results)})"
             )
-        return OutMessage(self.output, body, msg.message_id, props, CONTENT_TYPE, CONTENT_ENCODING, 1)
+        return OutMessage(self.output, body, msg.message_id, props, CONTENT_TYPE, CONTENT_ENCODING, 1, settles=_settles(msg))
 
     def item(self, msg: InMessage, shape: str, results: Sequence[Any], contexts: Sequence[dict[str, Any]]) -> OutMessage:
         """One input's predictions as an aggregate item, with its message id (AggregatingSink packs it)."""
-        item = orjson.dumps({"messageId": msg.message_id, **self.content(shape, results, contexts)})
+        content = self.content(shape, results, contexts)
+        try:
+            item = orjson.dumps({"messageId": msg.message_id, **content})
+        except TypeError:  # an id JSON cannot carry (a lone surrogate)? Then the results get their own say
+            item = orjson.dumps({"messageId": json_text(msg.message_id), **content})
         if len(self.aggregate_head) + len(item) + 2 > MESSAGE_LIMIT_BYTES:
             raise OutputTooLarge(
                 f"this input's predictions take {len(item)} bytes, over IoT Hub's {MESSAGE_LIMIT_BYTES}-byte "
                 f"limit; send fewer rows per message (this one had {len(results)})"
             )
-        return OutMessage(self.output, item, msg.message_id, predictions=1, packable=True)
+        return OutMessage(self.output, item, msg.message_id, predictions=1, packable=True, settles=_settles(msg))
 
     def error(self, msg: InMessage, code: str, reason: str) -> OutMessage:
-        raw = msg.body if isinstance(msg.body, bytes) else str(msg.body).encode("utf-8", "replace")
+        """A message's error record; never raises, whatever the message holds (every input has an outcome)."""
+        body = msg.body
+        if isinstance(body, bytes | bytearray | memoryview):
+            raw = bytes(body)
+        else:
+            raw = str(body).encode("utf-8", "surrogatepass")
         copy = raw[: self._error_input_max].decode("utf-8", "replace")
         record = {
-            "code": code,
+            "code": str(code),
             "reason": reason,
             "inputMessageId": msg.message_id,
             "inputName": msg.input_name,
@@ -87,7 +122,17 @@ class Encoder:
             "inputTruncated": len(raw) > self._error_input_max,
             **self._model,
         }
-        return OutMessage(self.error_output, orjson.dumps(record), msg.message_id, msg.custom_properties)
+        try:
+            encoded = orjson.dumps(record)
+        except TypeError:  # text JSON cannot carry (lone surrogates, e.g. from an HTTP header), or an id that is not text
+            for key in ("reason", "inputMessageId", "inputName"):
+                record[key] = json_text(record[key])
+            encoded = orjson.dumps(record)
+        return OutMessage(self.error_output, encoded, msg.message_id, msg.custom_properties, settles=_settles(msg))
+
+
+def _settles(msg: InMessage) -> tuple[int, ...]:
+    return () if msg.journal_seq is None else (msg.journal_seq,)
 
 
 class Aggregator:
@@ -102,26 +147,28 @@ class Aggregator:
         self._max = max_bytes - SYSTEM_PROPERTIES_ALLOWANCE
         self._head, self._tail = encoder.aggregate_head, b"]}"
         self._items: list[bytes] = []
+        self._settles: list[int] = []
         self._size = len(self._head) + len(self._tail)
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def add(self, item: bytes) -> list[OutMessage]:
+    def add(self, item: bytes, settles: tuple[int, ...] = ()) -> list[OutMessage]:
         """Add one input's item; return the aggregates that became full."""
         full: list[OutMessage] = []
         if self._items and self._size + 1 + len(item) > self._max:
             full.append(self.flush())
         self._size += len(item) + (1 if self._items else 0)
         self._items.append(item)
+        self._settles.extend(settles)
         if self._size >= self._max:
             full.append(self.flush())
         return full
 
     def flush(self) -> OutMessage:
         body = self._head + b",".join(self._items) + self._tail
-        out = OutMessage(self._output, body, None, {}, predictions=len(self._items))
-        self._items = []
+        out = OutMessage(self._output, body, None, {}, predictions=len(self._items), settles=tuple(self._settles))
+        self._items, self._settles = [], []
         self._size = len(self._head) + len(self._tail)
         return out
 

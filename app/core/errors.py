@@ -27,8 +27,9 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
     # requests (HTTP /score, the `score` method) that get no outcome
     NOT_READY = "not_ready"
-    OVERLOADED = "overloaded"
+    OVERLOADED = "overloaded"  # also the error record of an input shed by the intake
     TIMEOUT = "timeout"
+    ABANDONED = "abandoned"  # the requester left before the model took it
     # control: twin documents, models, methods
     INVALID_DESIRED = "invalid_desired"
     MODEL_REJECTED = "model_rejected"

@@ -20,6 +20,7 @@ class InMessage:
     reply: asyncio.Future[Any] | None = None  # set: the outcome goes here (HTTP), not to the sink
     content_type: str | None = None  # picks the body's codec (decoding.CODECS); None: JSON
     content_encoding: str | None = None
+    journal_seq: int | None = None  # its record in the intake journal, settled once its outcome is delivered
 
 
 @dataclass(slots=True)
@@ -32,6 +33,7 @@ class OutMessage:
     content_encoding: str = CONTENT_ENCODING
     predictions: int = 0  # how many inputs' predictions it carries (0 for an error record)
     packable: bool = False  # an aggregate item (one input's predictions): AggregatingSink packs it
+    settles: tuple[int, ...] = ()  # journal seqs of the inputs whose outcome this is (journal.settle once delivered)
 
 
 class Sink(Protocol):

@@ -135,6 +135,13 @@ class Pipeline:
         self.stats.messages += 1
         return True
 
+    async def reject(self, msg: InMessage, code: ErrorCode, reason: str) -> None:
+        """An outcome without the model: the message's error record, sent at once (load shedding)."""
+        self.stats.messages += 1
+        if not msg.received_at:
+            msg.received_at = time.perf_counter()
+        await self._deliver([self.processor.error(msg, code, reason)])
+
     async def close(self) -> None:
         """Process what is queued, send what is pending, flush aggregates."""
         await self.batcher.close()

@@ -34,7 +34,14 @@ class Outcome:
     results: list[Any] | None = None  # run()'s results for this message's rows (for HTTP replies)
 
 
-Pending = tuple[int, InMessage, Decoded]  # (index in the batch, message, its rows)
+Pending = tuple[int, InMessage, Decoded]
+REASON_MAX_CHARS = 500
+
+
+def _short(exc: BaseException) -> str:
+    """An exception for an error record's reason: its type and the start of its message."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= REASON_MAX_CHARS else text[:REASON_MAX_CHARS] + "…"  # (index in the batch, message, its rows)
 
 
 class BatchProcessor:
@@ -70,6 +77,9 @@ class BatchProcessor:
         decode = self._reader.decode
         inputs = self._inputs
         for i, msg in enumerate(messages):
+            if msg.reply is not None and msg.reply.done():  # its requester has gone (or timed out): do not score it
+                outcomes[i] = self.error(msg, ErrorCode.ABANDONED, "the requester left before the model took it")
+                continue
             if msg.input_name and msg.input_name not in inputs:
                 scored = ", ".join(sorted(inputs))
                 reason = f"input '{msg.input_name}' is not scored; add it to INPUT_NAMES ({scored}) or fix the route"
@@ -79,6 +89,9 @@ class BatchProcessor:
                 pending.append((i, msg, decode(msg.body, msg.content_type)))
             except MessageError as exc:
                 outcomes[i] = self.error(msg, exc.code, exc.reason)
+            except Exception as exc:  # a decoder bug must cost this message only, never its batch-mates
+                log.exception("decoding message %s failed unexpectedly", msg.message_id)
+                outcomes[i] = self.error(msg, ErrorCode.INTERNAL_ERROR, f"the module could not decode this body: {_short(exc)}")
         for group in self._groups(pending):
             self._score(group, outcomes)
         return outcomes
@@ -112,7 +125,9 @@ class BatchProcessor:
                     self._score([entry], outcomes)
                 return
             i, msg, _ = group[0]
-            outcomes[i] = self.error(msg, ErrorCode.SCORING_FAILED, f"the model's run() failed on this message: {exc}")
+            outcomes[i] = self.error(
+                msg, ErrorCode.SCORING_FAILED, f"the model's run() failed on this message: {str(exc)[:REASON_MAX_CHARS]}"
+            )
             return
         stats.scoring_seconds.observe(time.perf_counter() - started)
         stats.batch_rows.observe(len(rows))
@@ -133,6 +148,9 @@ class BatchProcessor:
                     outcomes[i] = Outcome(msg, out, rows=n, results=results_of_msg)
             except (OutputTooLarge, TypeError) as exc:  # TypeError: run() returned something not JSON-able
                 outcomes[i] = self.error(msg, ErrorCode.OUTPUT_ERROR, str(exc))
+            except Exception as exc:  # whatever run() returned, only this message pays for it
+                log.exception("encoding the prediction of message %s failed", msg.message_id)
+                outcomes[i] = self.error(msg, ErrorCode.OUTPUT_ERROR, f"the prediction could not be encoded: {_short(exc)}")
 
     def error(self, msg: InMessage, code: str, reason: str) -> Outcome:
         log.debug("message %s rejected: %s", msg.message_id, reason)

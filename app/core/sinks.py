@@ -61,7 +61,7 @@ class AggregatingSink:
             await self._inner.send(out)
             return
         aggregator = self._aggregator
-        for full in aggregator.add(out.body):
+        for full in aggregator.add(out.body, out.settles):
             await self._inner.send(full)
         if not len(aggregator):
             if self._timer is not None:  # it was just sent full

@@ -19,6 +19,8 @@ from azure.iot.device.iothub.aio import loop_management
 from azure.iot.device.iothub.pipeline import constant as pipeline_constant
 
 from app.core.control import Controller
+from app.core.journal import IntakeJournal
+from app.core.messages import OutMessage
 from app.core.pipeline import Pipeline
 from app.edgehub.intake import Intake
 from app.edgehub.methods import MethodHandler
@@ -62,38 +64,54 @@ async def _stop_receiving(client: IoTHubModuleClient, intake: Intake) -> None:
 class EdgeHubModule:
     """The edgeHub adapter as the composition root sees it: create, connect, start, stop receiving, shut down."""
 
-    def __init__(self, client: IoTHubModuleClient, settings: Settings) -> None:
+    def __init__(self, client: IoTHubModuleClient, settings: Settings, journal: IntakeJournal | None = None) -> None:
         self.client = client
-        self.sink = EdgeSink(client, settings.max_sends_in_flight)
+        self._settings = settings
+        self.journal = journal  # set before connect()
+        self.sink = EdgeSink(client, settings.max_sends_in_flight, on_delivered=self._delivered)
         self._intake: Intake | None = None
         self._twin: TwinAgent | None = None
         self._methods: MethodHandler | None = None
         client.on_connection_state_change = self._on_connection_state_change
 
     @classmethod
-    async def create(cls, settings: Settings) -> EdgeHubModule:
+    async def create(cls, settings: Settings, journal: IntakeJournal | None = None) -> EdgeHubModule:
         """The client from the IoT Edge environment (the workload API on a device); raises if there is none."""
         enable_tcp_nodelay(settings.tcp_nodelay)
         client = await asyncio.to_thread(IoTHubModuleClient.create_from_edge_environment)
-        return cls(client, settings)
+        return cls(client, settings, journal)
 
     def _on_connection_state_change(self, *_: object) -> None:
         log.info("edgeHub connection: %s", "connected" if self.client.connected else "disconnected (the SDK retries)")
 
-    async def connect(self) -> None:
-        await self.client.connect()
+    def _delivered(self, out: OutMessage) -> None:
+        if self._intake is not None:
+            self._intake.delivered(out)
 
-    async def start(self, pipeline: Pipeline, controller: Controller) -> None:
+    @property
+    def intake(self) -> Intake | None:
+        return self._intake
+
+    async def connect(self, pipeline: Pipeline) -> None:
+        """Connect with the input handler already set: the broker delivers what it kept for us (a persistent
+        session) as soon as we connect, and the SDK drops inputs that arrive before any handler is set
+        ("No input message inbox"; 20 lost on a clean restart). The intake takes them, journals them and
+        holds them until start(). Raises what the SDK raises when edgeHub cannot be reached."""
+        self._intake = Intake(pipeline, asyncio.get_running_loop(), self.journal, self._settings.inbox_max_bytes)
+        # The setter connects (auto-connect) and blocks until subscribed: keep it off our loop.
+        await asyncio.to_thread(setattr, self.client, "on_message_received", self._intake.on_message)
+        await self.client.connect()  # a no-op when the setter connected; connects when it did not need to
+
+    async def start(self, controller: Controller) -> None:
         """Desired properties first, so the first message is scored with the settings the twin asks for;
-        then methods, then inputs."""
+        then methods; then the intake feeds the pipeline (an earlier run's unsettled inputs first)."""
         loop = asyncio.get_running_loop()
         self._twin = TwinAgent(self.client, controller, loop)
         await self._twin.start()
         self._methods = MethodHandler(self.client, controller, loop)
         await self._methods.start()
-        self._intake = Intake(pipeline, loop)
-        # The setter blocks until the SDK has subscribed; keep it off our loop.
-        await asyncio.to_thread(setattr, self.client, "on_message_received", self._intake.on_message)
+        assert self._intake is not None, "connect() first"
+        self._intake.start()
 
     async def report_stopping(self) -> None:
         """Stop the twin's work and report the status once more, briefly: the runtime's stop grace
@@ -103,8 +121,10 @@ class EdgeHubModule:
             await self._twin.report(timeout=STOPPING_REPORT_TIMEOUT_S)
 
     async def stop_receiving(self) -> None:
-        """Stop input delivery and feed everything the SDK acknowledged into the pipeline; answer the methods in hand."""
+        """Stop input delivery and feed what the SDK acknowledged into the pipeline (with the journal, what
+        is only on disk waits for the next start); answer the methods in hand."""
         if self._intake is not None:
+            self._intake.wind_down()
             try:
                 await _stop_receiving(self.client, self._intake)
             except Exception as exc:  # e.g. edgeHub unreachable: still finish what was handed over
@@ -112,6 +132,16 @@ class EdgeHubModule:
             await self._intake.close()
         if self._methods is not None:
             await self._methods.close()
+
+    def give_up_sending(self) -> None:
+        """Stopping and out of time: outputs edgeHub did not take are left (their inputs stay in the journal)."""
+        self.sink.give_up_retrying()
+
+    def close_journal(self) -> None:
+        if self._intake is not None:
+            self._intake.close_journal()
+        elif self.journal is not None:
+            self.journal.close()
 
     @property
     def inbox_peak(self) -> int:

@@ -73,16 +73,22 @@ class TwinAgent:
     async def _apply_patches(self) -> None:
         while True:
             patch = await self._patches.get()
-            if not isinstance(patch, dict):  # the SDK hands on what it parsed; a patch is an object
-                log.warning("desired patch ignored: %s is not an object", type(patch).__name__)
-                continue
-            version, seen = _version(patch), self._controller.seen_version
-            if isinstance(version, int) and isinstance(seen, int) and version > seen + 1:
-                log.info("desired $version %s follows %s: patches were missed, reading the whole twin", version, seen)
-                await self._resync()
-                continue
-            with contextlib.suppress(ChangeRefused):
-                await self._controller.apply_desired(patch, version, patch=True)
+            try:
+                await self._apply_patch(patch)
+            except Exception:  # a bug of ours: reported, and the next patch is still applied
+                log.exception("applying a desired patch failed; waiting for the next one")
+
+    async def _apply_patch(self, patch: Any) -> None:
+        if not isinstance(patch, dict):  # the SDK hands on what it parsed; a patch is an object
+            log.warning("desired patch ignored: %s is not an object", type(patch).__name__)
+            return
+        version, seen = _version(patch), self._controller.seen_version
+        if isinstance(version, int) and isinstance(seen, int) and version > seen + 1:
+            log.info("desired $version %s follows %s: patches were missed, reading the whole twin", version, seen)
+            await self._resync()
+            return
+        with contextlib.suppress(ChangeRefused):
+            await self._controller.apply_desired(patch, version, patch=True)
 
     async def _report_loop(self) -> None:
         controller = self._controller
@@ -94,9 +100,12 @@ class TwinAgent:
                     await controller.changed.wait()
             changed = controller.changed.is_set()
             controller.changed.clear()
-            status = controller.status()
-            if changed or status["counters"] != self._last_counters:
-                await self.report(status)
+            try:
+                status = controller.status()
+                if changed or status["counters"] != self._last_counters:
+                    await self.report(status)
+            except Exception:  # a bug of ours must not end reporting for the life of the process
+                log.exception("building the reported properties failed")
             await asyncio.sleep(MIN_REPORT_SPACING_S)  # rate limit: changes in between go in the next report
 
     async def report(self, status: dict[str, Any] | None = None, timeout: float = TWIN_TIMEOUT_S) -> bool:

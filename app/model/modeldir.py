@@ -86,11 +86,41 @@ def read_manifest(model_dir: Path) -> Manifest:
     missing = [k for k in ("name", "version", "features", "sha256", "libraries") if k not in raw]
     if missing:
         raise ModelDirError(f"{path} lacks {', '.join(missing)}; re-register the model to rewrite it")
+    problems = _manifest_problems(raw)
+    if problems:
+        raise ModelDirError(f"{path}: " + "; ".join(problems) + "; re-register the model to rewrite it")
     known = set(Manifest.__dataclass_fields__)
-    manifest = Manifest(**{k: v for k, v in raw.items() if k in known})
-    if not manifest.features or not all(isinstance(f, str) and f for f in manifest.features):
-        raise ModelDirError(f"{path}: 'features' must be a non-empty list of dotted paths")
-    return manifest
+    return Manifest(**{k: v for k, v in raw.items() if k in known})
+
+
+def _is_str_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+# field -> (check, what it must be): a wrong type would otherwise fail later, deep in loading or encoding
+_MANIFEST_TYPES: dict[str, tuple[Any, str]] = {
+    "name": (lambda v: isinstance(v, str) and 0 < len(v) <= 256, "a string of 1 to 256 characters"),
+    "version": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a whole number, 0 or more"),
+    "features": (
+        lambda v: isinstance(v, list) and 0 < len(v) <= 100_000 and all(isinstance(f, str) and f for f in v),
+        "a non-empty list of dotted paths",
+    ),
+    "sha256": (lambda v: isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v), "64 hex digits"),
+    "libraries": (_is_str_map, "an object of library -> version strings"),
+    "description": (lambda v: isinstance(v, str), "a string"),
+    "tags": (_is_str_map, "an object of string -> string"),
+    "labels": (lambda v: v is None or isinstance(v, list), "a list or null"),
+    "file": (
+        lambda v: isinstance(v, str) and v and "/" not in v and "\\" not in v and v not in (".", ".."),
+        "a file name in the directory",
+    ),
+    "created": (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def _manifest_problems(raw: dict[str, Any]) -> list[str]:
+    """Every field of the manifest that has the wrong type, named."""
+    return [f"'{key}' must be {what}" for key, (ok, what) in _MANIFEST_TYPES.items() if key in raw and not ok(raw[key])]
 
 
 def compare_libraries(trained: dict[str, str], running: dict[str, str]) -> tuple[list[str], list[str]]:

@@ -25,25 +25,43 @@ def desired_problems(base: Settings, desired: Mapping[str, Any]) -> tuple[Settin
     """`base` with the desired properties applied, and every problem of the document (desired names)."""
     changes: dict[str, Any] = {}
     problems: list[str] = []
+    unknown: list[str] = []
     for key, value in desired.items():
         if key.startswith("$"):
             continue
         f = LIVE.get(key)
         if f is None:
+            shown = _shown(key)
             if key in _RESTART_ONLY:
-                problems.append(f"{key}: cannot change while running; set {_RESTART_ONLY[key].spec.env} in the module's env")
+                problems.append(f"{shown}: cannot change while running; set {_RESTART_ONLY[key].spec.env} in the module's env")
             else:
-                problems.append(f"{key}: not a setting; live settings are {', '.join(LIVE)}")
+                unknown.append(shown)
             continue
         if value is None:  # removed: the environment's value holds
             continue
         try:
             changes[f.name] = parse_json(f, value)
         except ValueError as exc:
-            problems.append(f"{key}={value!r}: {exc}")
+            problems.append(f"{key}={_shown(value, repr)}: {exc}")
+    live = ", ".join(LIVE)
+    if len(unknown) <= UNKNOWN_LISTED:
+        problems += [f"{key}: not a setting; live settings are {live}" for key in unknown]
+    else:  # one line, not thousands: the refusal goes into the reported `lastError`
+        problems.append(
+            f"{len(unknown)} keys are not settings ({', '.join(unknown[:UNKNOWN_LISTED])}, ...); live settings are {live}"
+        )
     settings = replaced(base, changes)
     problems += [f"{f.twin}: {text}" for f, text in problems_of(settings)]  # a twin user knows the desired names
     return settings, problems
+
+
+UNKNOWN_LISTED = 3
+SHOWN_MAX_CHARS = 80  # of a refused key or value, in a refusal (it goes into the reported `lastError`)
+
+
+def _shown(value: Any, form: Any = str) -> str:
+    text = form(value)
+    return text if len(text) <= SHOWN_MAX_CHARS else text[:SHOWN_MAX_CHARS] + "…"
 
 
 def settings_from_desired(base: Settings, desired: Mapping[str, Any]) -> Settings:

@@ -77,12 +77,15 @@ def listen(broker: Broker) -> Iterator[Callable[[str, str], EdgeClient]]:
 
 
 @pytest.fixture
-def launch() -> Iterator[Callable[..., ModuleProcess]]:
+def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ModuleProcess]]:
     """launch(env, args=("-m", "app")) -> a started child (not waited for); every one is stopped by PID,
-    bounded, after the test, also when it fails."""
+    bounded, after the test, also when it fails. A module without JOURNAL_DIR in `env` gets a journal
+    directory of its own (the default, /var/lib/edge-inference/journal, is one per machine)."""
     started: list[ModuleProcess] = []
 
     def start(env: Mapping[str, str], args: tuple[str, ...] = ("-m", "app")) -> ModuleProcess:
+        if args == ("-m", "app") and "JOURNAL_DIR" not in env:
+            env = {**env, "JOURNAL_DIR": str(tmp_path_factory.mktemp("journal"))}
         process = ModuleProcess(env, args=args)
         started.append(process)
         return process.start()

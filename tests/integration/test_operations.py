@@ -9,6 +9,7 @@ served by localedge as edgeHub would. No sleeps: every wait is a bounded conditi
 from __future__ import annotations
 
 import collections
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ def start_edge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Call
     edges: list[LocalEdge] = []
 
     def start(*env: str) -> LocalEdge:
+        # The tests' second model lies in pytest's temporary directory: a root run-time models may come from.
+        env = (f"inference:MODEL_ROOTS={tempfile.gettempdir()}", *env)
         edge = LocalEdge(load_deployment(None, env))
         edges.append(edge)
         return edge.start()

@@ -5,6 +5,7 @@ test_transport.py and through the local edge)."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ def run(x):
 
 # --- desired properties -> settings ----------------------------------------------------------------
 
-BASE = Settings(model_dir=str(DEFAULT_MODEL_DIR))
+# The tests' models live in pytest's temporary directories: those are the roots run-time models may come from.
+BASE = Settings(model_dir=str(DEFAULT_MODEL_DIR), model_roots=(tempfile.gettempdir(),))
 
 VALID = [
     ("maxBatchSize", 8, "max_batch_size", 8),
@@ -401,3 +403,54 @@ async def test_degraded_lasts_while_anything_asked_for_is_refused(second_model: 
         assert r.controller.state == "degraded"
         await r.controller.reload_model()  # the model in use, reloaded: nothing refused any more
         assert r.controller.state == "ready" and r.pipeline.scorer.manifest.name == "temperature-lr"
+
+
+# --- the trust boundary ---------------------------------------------------------------------------
+
+
+async def test_a_model_outside_model_roots_is_refused_and_the_old_one_kept(second_model: Path) -> None:
+    async with Running(BASE.replace(model_roots=("/models",))) as r:
+        with pytest.raises(ChangeRefused, match=r"modelDir .* is outside MODEL_ROOTS \(/models\)") as info:
+            await r.controller.reload_model(str(second_model))
+        assert info.value.code == "model_rejected"
+        with pytest.raises(ChangeRefused, match="outside MODEL_ROOTS"):
+            await r.controller.apply_desired({"scoreScript": "/etc/passwd"}, 2, patch=False)
+        assert r.pipeline.scorer.manifest.name == "temperature-anomaly"  # the old model serves on
+        assert r.controller.status()["lastError"]["code"] == "model_rejected"
+
+
+async def test_a_symlink_inside_a_root_cannot_lead_out_of_it(tmp_path: Path, second_model: Path) -> None:
+    root = tmp_path / "models"
+    root.mkdir()
+    (root / "escape").symlink_to(second_model)  # second_model lies outside this root
+    async with Running(BASE.replace(model_roots=(str(root),))) as r:
+        with pytest.raises(ChangeRefused, match="outside MODEL_ROOTS"):
+            await r.controller.reload_model(str(root / "escape"))
+
+
+async def test_a_manifest_with_wrong_types_is_refused_naming_each_field(model_copy: Path) -> None:
+    manifest = orjson.loads((model_copy / "model.json").read_bytes())
+    manifest |= {"version": "two", "features": "machine.temperature", "tags": {"a": 1}}
+    (model_copy / "model.json").write_bytes(orjson.dumps(manifest))
+    async with Running(BASE) as r:
+        with pytest.raises(ChangeRefused) as info:
+            await r.controller.reload_model(str(model_copy))
+        text = str(info.value)
+        assert "'version' must be a whole number" in text and "'features' must be" in text and "'tags' must be" in text
+        assert r.pipeline.scorer.manifest.name == "temperature-anomaly"
+
+
+async def test_thousands_of_unknown_keys_keep_the_reported_document_small() -> None:
+    async with Running(BASE) as r:
+        hostile = {f"key{i}" + "x" * 200: "v" * 1000 for i in range(2000)}
+        with pytest.raises(ChangeRefused):
+            await r.controller.apply_desired(hostile, 2, patch=False)
+        status = r.controller.status()
+        assert "2000 keys are not settings (key0xxx" in status["lastError"]["message"]
+        assert len(orjson.dumps(status)) < 32 * 1024  # IoT Hub's limit for reported properties
+
+
+async def test_every_live_setting_has_a_ceiling() -> None:
+    for key, value in [("maxWaitMs", 1e300), ("maxBatchSize", 10**9), ("aggregateMaxDelayMs", 1e12), ("reportIntervalS", 1e9)]:
+        with pytest.raises(ConfigError, match=f"{key}: .* must be at most"):
+            settings_from_desired(BASE, {key: value})

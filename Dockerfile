@@ -24,7 +24,8 @@ LABEL org.opencontainers.image.title="edge-inference-module" \
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin module
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin module \
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/edge-inference/journal
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY app/ /app/app/
@@ -36,6 +37,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     MODEL_DIR=/app/model
+# The intake journal (INTAKE_JOURNAL=disk): mount a volume here so that it outlives the container.
+VOLUME ["/var/lib/edge-inference"]
 USER 10001
 # The HTTP liveness path (HTTP_PORT, default 5001); healthy as well when HTTP is turned off.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["python", "-m", "app", "health"]

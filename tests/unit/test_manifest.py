@@ -84,7 +84,9 @@ def test_example_env_gives_both_platforms_valid_and_expanded(project: Path) -> N
                 original = desired(template)[group][name]["settings"]["createOptions"]
                 assert isinstance(module["settings"]["createOptions"], str)
                 assert json.loads(joined_create_options(module["settings"])) == original
-        assert modules["inference"]["settings"]["createOptions"] == '{"HostConfig":{"NanoCpus":1000000000,"Memory":268435456}}'
+        assert modules["inference"]["settings"]["createOptions"] == (
+            '{"HostConfig":{"NanoCpus":1000000000,"Memory":268435456,"Binds":["edge-inference-journal:/var/lib/edge-inference"]}}'
+        )
         assert doc["modulesContent"]["$edgeHub"] == template["modulesContent"]["$edgeHub"]
 
 

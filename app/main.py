@@ -45,8 +45,12 @@ async def run_module(settings: Settings) -> int:
     """The container's main: serve edgeHub inputs (and HTTP) until SIGTERM/SIGINT; returns the exit code."""
     # Imported here: the other commands need neither the SDK nor aiohttp.
     from app.edgehub.module import EdgeHubModule
+    from app.http.auth import load_token
     from app.http.server import start_http
 
+    # HTTP_TOKEN / HTTP_TOKEN_FILE first: a bad token file stops the start (ConfigError, exit 2) before
+    # the model loads and before edgeHub is connected to, with nothing to clean up.
+    token = load_token(settings) if settings.http_port else ""
     with stop_on_signals() as stop:
         scorer = await load_model(settings)
         edge = await EdgeHubModule.create(settings)  # first: without an edge environment, that is what to say
@@ -61,7 +65,7 @@ async def run_module(settings: Settings) -> int:
         health = Health()
         controller = Controller(settings, pipeline, health)
         # The HTTP endpoint shares the pipeline: requests and edge messages batch together.
-        http = await start_http(pipeline, health) if settings.http_port else None
+        http = await start_http(pipeline, health, token=token) if settings.http_port else None
         try:
             await edge.connect(pipeline)
         except Exception as exc:  # the SDK raises its own error types; say it plainly and let the runtime restart us

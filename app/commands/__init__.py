@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sv = sub.add_parser("serve", help="the HTTP endpoint alone (POST /score, health, metrics), no edgeHub needed")
     sv.add_argument("--port", type=int, default=None, help="default: HTTP_PORT (5001)")
-    sv.add_argument("--host", default=None, help="default: HTTP_HOST (0.0.0.0)")
+    sv.add_argument("--host", default=None, help="default: HTTP_HOST if set, else 127.0.0.1 (this machine only)")
 
     sub.add_parser("health", help="exit 0 if the module's HTTP liveness path answers (the images' HEALTHCHECK)")
 
@@ -111,11 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         if command == "settings":
             return _print_settings(settings, args.markdown, args.readme)
         if command == "serve":
-            from app.commands.serve import serve
+            from app.commands.serve import serve, serve_host
 
             settings = settings.replace(
                 http_port=settings.http_port if args.port is None else args.port,
-                http_host=settings.http_host if args.host is None else args.host,
+                http_host=serve_host(args.host, settings),
             )
             if settings.http_port == 0:
                 raise ConfigError("serve needs a port: set HTTP_PORT or --port")

@@ -14,8 +14,8 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,10 +34,27 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Health:
-    """What the orchestrator and the readiness probe see; the runner moves it along."""
+    """What the orchestrator and the readiness probe see; the runner moves it along.
+
+    `ready`: the model can score (HTTP and the `score` method serve). `problems()`: what keeps the
+    module from doing its job although it runs, from the checks the adapters add (edgeHub
+    unreachable or deaf, the model not finishing batches); GET /ready answers 503 while there are any.
+    """
 
     ready: bool = False
-    status: str = "starting"  # starting / ready / stopping
+    status: str = "starting"  # starting / ready / stopping / unhealthy
+    checks: list[Callable[[], str | None]] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        found = []
+        for check in self.checks:
+            try:
+                problem = check()
+            except Exception as exc:  # a check that fails is a problem to show, not a crash
+                problem = f"health check failed: {exc!r}"
+            if problem:
+                found.append(problem)
+        return found
 
 
 class ChangeRefused(RuntimeError):

@@ -30,6 +30,16 @@ class ErrorCode(StrEnum):
     OVERLOADED = "overloaded"  # also the error record of an input shed by the intake
     TIMEOUT = "timeout"
     ABANDONED = "abandoned"  # the requester left before the model took it
+    # the HTTP layer's own refusals (app/http)
+    UNAUTHORIZED = "unauthorized"  # 401: no or a wrong bearer token
+    BAD_REQUEST = "bad_request"  # 400: not HTTP, a broken header or chunked body
+    BAD_ENCODING = "bad_encoding"  # 400: the body is not in its Content-Encoding
+    UNSUPPORTED_ENCODING = "unsupported_encoding"  # 415: a Content-Encoding other than gzip/deflate/identity
+    REQUEST_TIMEOUT = "request_timeout"  # 408: the request did not arrive within HTTP_READ_TIMEOUT_S
+    HEADERS_TOO_LARGE = "headers_too_large"  # 431
+    NOT_FOUND = "not_found"  # 404
+    METHOD_NOT_ALLOWED = "method_not_allowed"  # 405
+    EXPECTATION_FAILED = "expectation_failed"  # 417: an Expect other than 100-continue
     # control: twin documents, models, methods
     INVALID_DESIRED = "invalid_desired"
     MODEL_REJECTED = "model_rejected"

@@ -48,6 +48,7 @@ class Pipeline:
         self._counted = CountingSink(sink, self.stats)
         self._out: Sink = self._counted  # with AGGREGATE on: an AggregatingSink around it
         self._delivery: asyncio.Task[None] | None = None  # the last batch's outputs, being sent
+        self.last_progress = time.monotonic()  # when a batch last came out of the model (or the queue was empty)
         # Held while a batch is processed and while the pipeline is reconfigured: a change of
         # settings or model happens between batches, never during one.
         self._batch_lock = asyncio.Lock()
@@ -135,6 +136,16 @@ class Pipeline:
         self.stats.messages += 1
         return True
 
+    def stalled(self, limit_s: float) -> str | None:
+        """Why the pipeline is stuck, if messages have waited `limit_s` with no batch finished; else None."""
+        depth = self.batcher.depth
+        idle = time.monotonic() - self.last_progress
+        if depth and idle > limit_s:
+            return f"the model has finished no batch for {idle:.0f} s with {depth} messages queued"
+        if not depth:
+            self.last_progress = time.monotonic()
+        return None
+
     async def reject(self, msg: InMessage, code: ErrorCode, reason: str) -> None:
         """An outcome without the model: the message's error record, sent at once (load shedding)."""
         self.stats.messages += 1
@@ -165,6 +176,7 @@ class Pipeline:
             except Exception as exc:  # a bug of ours, not of a message: still one outcome each
                 log.exception("processing a batch failed")
                 outcomes = [processor.error(msg, ErrorCode.INTERNAL_ERROR, f"the module failed: {exc!r}") for msg in batch]
+            self.last_progress = time.monotonic()
             await self._delivered()
             # Send in a task and return at once: the model thread starts on the next batch meanwhile.
             self._delivery = loop.create_task(self._deliver(outcomes))

@@ -10,6 +10,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from app.core.pipeline import Pipeline
+from app.http.errors import HttpStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -17,8 +18,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class PipelineCollector(Collector):
     """Exposes the pipeline's counters; nothing is counted twice or on the per-message path."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, http: HttpStats | None = None) -> None:
         self._pipeline = pipeline
+        self._http = http
 
     def collect(self) -> Iterator[Metric]:
         p = self._pipeline
@@ -51,13 +53,31 @@ class PipelineCollector(Collector):
         info = InfoMetricFamily(f"{prefix}_model", "The model in use")
         info.add_metric([], {"name": manifest.name, "version": str(manifest.version), "sha256": manifest.sha256})
         yield info
+        if self._http is not None:
+            yield from _http_families(prefix, self._http)
+
+
+def _http_families(prefix: str, http: HttpStats) -> Iterator[Metric]:
+    yield GaugeMetricFamily(f"{prefix}_http_connections", "Open HTTP connections", value=http.connections)
+    for name, help_text, value in (
+        ("http_connections_accepted", "HTTP connections accepted, refused ones included", http.connections_accepted),
+        ("http_connections_refused", "HTTP connections refused with 503: every connection was busy", http.connections_refused),
+        ("http_connections_evicted", "Idle or slow HTTP connections closed to let a new one in", http.connections_evicted),
+    ):
+        yield CounterMetricFamily(f"{prefix}_{name}", help_text, value=value)
+    errors = CounterMetricFamily(
+        f"{prefix}_http_errors", "Answers the HTTP layer gave by itself (401, 408, 413, 415...), by code", labels=["code"]
+    )
+    for code, count in sorted(http.errors_by_code.items()):
+        errors.add_metric([code], count)
+    yield errors
 
 
 def metrics_text(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
 
-def registry_for(pipeline: Pipeline) -> CollectorRegistry:
+def registry_for(pipeline: Pipeline, http: HttpStats | None = None) -> CollectorRegistry:
     registry = CollectorRegistry()
-    registry.register(PipelineCollector(pipeline))
+    registry.register(PipelineCollector(pipeline, http))
     return registry

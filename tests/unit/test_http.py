@@ -140,7 +140,25 @@ async def test_health_endpoints_follow_readiness(settings, scorer) -> None:
         assert (await c.get("/ready")).status == 200
         assert (await c.post("/score", data=body(reading()))).status == 200
         health.ready, health.status = False, "stopping"
-        assert (await (await c.get("/ready")).json()) == {"status": "stopping", "ready": False}
+        assert (await (await c.get("/ready")).json()) == {"status": "stopping", "ready": False, "problems": []}
+    finally:
+        await c.close()
+        await pipeline.close()
+
+
+async def test_ready_reports_what_keeps_the_module_from_its_work_and_live_a_deaf_module(settings, scorer) -> None:
+    problems: list[str] = []
+    health = Health(ready=True, status="ready", checks=[lambda: problems[0] if problems else None])
+    c, pipeline = await _client(settings, scorer, health)
+    try:
+        assert (await c.get("/ready")).status == 200
+        problems.append("edgeHub unreachable for 130 s")
+        ready = await c.get("/ready")
+        assert ready.status == 503 and (await ready.json())["problems"] == ["edgeHub unreachable for 130 s"]
+        assert (await c.post("/score", data=body(reading()))).status == 200  # HTTP scoring needs no edgeHub
+        assert (await c.get("/live")).status == 200
+        health.status = "unhealthy"  # the watchdog's verdict: the module exits next
+        assert (await c.get("/live")).status == 503
     finally:
         await c.close()
         await pipeline.close()

@@ -56,7 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--readme", metavar="PATH", help="rewrite the settings tables in this README")
     sub.add_parser("selftest", help="load the model with all checks and score fixed readings (for images)")
 
-    r = sub.add_parser("register", help="install a trained model file into the model directory")
+    r = sub.add_parser(
+        "register",
+        help="install a trained model file into the model directory (it unpickles the file: register only files you trust)",
+    )
     r.add_argument("model_file", help="a joblib or pickle file of a fitted estimator")
     r.add_argument("--name", required=True)
     r.add_argument("--features", required=True, help="comma-separated dotted paths, e.g. machine.temperature,machine.pressure")

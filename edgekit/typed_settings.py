@@ -145,7 +145,19 @@ def _json_int(value: Any) -> int:
 def _json_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("expected a number")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a JSON integer of 400 digits
+        raise ValueError("expected a finite number") from None
+
+
+def _text(value: str) -> str:
+    """A string that can travel as UTF-8 (a lone surrogate cannot: it would break every report)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("expected text (it holds an unpaired surrogate)") from None
+    return value
 
 
 def _json_bool(value: Any) -> bool:
@@ -157,7 +169,7 @@ def _json_bool(value: Any) -> bool:
 def _json_str(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("expected a string")
-    return value
+    return _text(value)
 
 
 def _json_names(value: Any) -> tuple[str, ...]:
@@ -166,7 +178,7 @@ def _json_names(value: Any) -> tuple[str, ...]:
         value = value.split(",")
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError("expected a list of strings")
-    return tuple(v.strip() for v in value if v.strip())
+    return tuple(_text(v.strip()) for v in value if v.strip())
 
 
 _JSON_PARSERS: dict[str, Callable[[Any], Any]] = {

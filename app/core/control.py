@@ -71,6 +71,11 @@ LAST_ERROR_MAX_CHARS = 2000
 LIST_SHOWN_MAX = 32  # items of a list setting shown when the document would be too large
 
 
+def _utf8(text: str) -> str:
+    """Text that encodes as UTF-8: a lone surrogate (quoted from a hostile key) becomes U+FFFD."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def _clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
 
@@ -101,6 +106,7 @@ class Controller:
         self.seen_version: int | None = None
         self.desired_version: int | None = None  # the desired $version the settings in effect came from
         self.rejected_version: int | None = None
+        self.desired_refused = False  # the twin's desired document (whatever its $version) was refused
         self.last_error: dict[str, Any] | None = None
         self.model_refused = False  # the last reloadModel failed (the previous model serves on)
         self.model_loaded_at = _now()
@@ -111,7 +117,7 @@ class Controller:
     @property
     def degraded(self) -> bool:
         """Serving, but the twin's desired document or the last model asked for was refused."""
-        return self.rejected_version is not None or self.model_refused
+        return self.desired_refused or self.model_refused
 
     @property
     def state(self) -> str:
@@ -148,11 +154,11 @@ class Controller:
                 code = getattr(
                     exc, "code", ErrorCode.INVALID_DESIRED if isinstance(exc, ConfigError) else ErrorCode.INTERNAL_ERROR
                 )
-                self.rejected_version = version
+                self.rejected_version, self.desired_refused = version, True
                 self._failed(code, f"desired $version {version} refused, previous settings kept: {exc}")
                 raise ChangeRefused(code, str(exc)) from None
             self.desired_version, self._model_override = version, override
-            self.rejected_version, self.model_refused = None, False
+            self.rejected_version, self.desired_refused, self.model_refused = None, False, False
             log.info("desired $version %s in effect", version)
             self.changed.set()
             return settings
@@ -202,7 +208,10 @@ class Controller:
         for name, path in (("modelDir", settings.model_dir), ("scoreScript", settings.score_script)):
             if not path or path in allowed:
                 continue
-            real = os.path.realpath(path)  # symlinks resolved: a link inside a root cannot lead out of it
+            try:
+                real = os.path.realpath(path)  # symlinks resolved: a link inside a root cannot lead out of it
+            except (ValueError, OSError) as exc:  # a NUL byte, an unencodable character
+                raise ChangeRefused(ErrorCode.MODEL_REJECTED, f"{name} is not a usable path ({exc})") from None
             roots = [os.path.realpath(root) for root in settings.model_roots]
             if not any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots):
                 raise ChangeRefused(
@@ -227,7 +236,7 @@ class Controller:
 
     def _failed(self, code: str, message: str) -> None:
         log.error("%s", message)
-        self.last_error = {"code": str(code), "message": _clip(message, LAST_ERROR_MAX_CHARS), "at": _now()}
+        self.last_error = {"code": str(code), "message": _clip(_utf8(message), LAST_ERROR_MAX_CHARS), "at": _now()}
         self.changed.set()
 
     def status(self) -> dict[str, Any]:

@@ -95,7 +95,7 @@ class Encoder:
         content = self.content(shape, results, contexts)
         try:
             item = orjson.dumps({"messageId": msg.message_id, **content})
-        except TypeError:  # an id JSON cannot carry (a lone surrogate)? Then the results get their own say
+        except TypeError:  # an id JSON cannot carry (a lone surrogate): U+FFFD for it; a TypeError of the results stays
             item = orjson.dumps({"messageId": json_text(msg.message_id), **content})
         if len(self.aggregate_head) + len(item) + 2 > MESSAGE_LIMIT_BYTES:
             raise OutputTooLarge(
@@ -107,10 +107,7 @@ class Encoder:
     def error(self, msg: InMessage, code: str, reason: str) -> OutMessage:
         """A message's error record; never raises, whatever the message holds (every input has an outcome)."""
         body = msg.body
-        if isinstance(body, bytes | bytearray | memoryview):
-            raw = bytes(body)
-        else:
-            raw = str(body).encode("utf-8", "surrogatepass")
+        raw = bytes(body) if isinstance(body, bytes | bytearray | memoryview) else str(body).encode("utf-8", "surrogatepass")
         copy = raw[: self._error_input_max].decode("utf-8", "replace")
         record = {
             "code": str(code),

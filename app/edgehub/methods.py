@@ -14,6 +14,7 @@ The SDK calls the handler on its own handler loop: requests are handed to ours.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from typing import Any
@@ -73,7 +74,13 @@ class MethodHandler:
 
     async def _score(self, payload: Any) -> tuple[int, Any]:
         # The SDK has parsed the payload's JSON; a string payload is taken as a (double-encoded) body.
-        body = payload.encode("utf-8") if isinstance(payload, str) else orjson.dumps(payload)
+        try:
+            body = payload.encode("utf-8") if isinstance(payload, str) else orjson.dumps(payload)
+        except (TypeError, UnicodeEncodeError, ValueError):  # an int past 64 bits, a lone surrogate, deep nesting
+            try:
+                body = json.dumps(payload).encode("utf-8")  # the decoder then says what is wrong with it
+            except (TypeError, ValueError, RecursionError) as exc:
+                return 400, {"code": ErrorCode.BAD_PAYLOAD, "reason": f"the payload cannot be read as a body: {exc}"[:300]}
         health = self._controller.health
         reply = await score_request(self._controller.pipeline, body, f"method-{uuid.uuid4().hex}", health.ready, health.status)
         return reply.status, orjson.loads(reply.body)

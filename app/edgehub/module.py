@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 from azure.iot.device.aio import IoTHubModuleClient
 from azure.iot.device.iothub.aio import loop_management
@@ -26,6 +28,7 @@ from app.edgehub.intake import Intake
 from app.edgehub.methods import MethodHandler
 from app.edgehub.sink import EdgeSink
 from app.edgehub.twin import TwinAgent
+from app.edgehub.watchdog import Watchdog
 from app.settings import Settings
 from edgekit.mqtt_socket import enable_tcp_nodelay
 
@@ -72,6 +75,8 @@ class EdgeHubModule:
         self._intake: Intake | None = None
         self._twin: TwinAgent | None = None
         self._methods: MethodHandler | None = None
+        self.watchdog: Watchdog | None = None
+        self._disconnected_since: float | None = None
         client.on_connection_state_change = self._on_connection_state_change
 
     @classmethod
@@ -82,7 +87,19 @@ class EdgeHubModule:
         return cls(client, settings, journal)
 
     def _on_connection_state_change(self, *_: object) -> None:
-        log.info("edgeHub connection: %s", "connected" if self.client.connected else "disconnected (the SDK retries)")
+        # The SDK calls this on its own thread; a float assignment is atomic, read on our loop by problem().
+        connected = self.client.connected
+        self._disconnected_since = None if connected else (self._disconnected_since or time.monotonic())
+        log.info("edgeHub connection: %s", "connected" if connected else "disconnected (the SDK retries)")
+
+    def problem(self) -> str | None:
+        """What keeps the module from edgeHub, for GET /ready; None when all is well."""
+        if self.watchdog is not None and self.watchdog.reason is not None:
+            return f"edgeHub: {self.watchdog.reason}"
+        since = self._disconnected_since
+        if since is not None:
+            return f"edgeHub unreachable for {time.monotonic() - since:.0f} s (the SDK retries)"
+        return None
 
     def _delivered(self, out: OutMessage) -> None:
         if self._intake is not None:
@@ -102,9 +119,10 @@ class EdgeHubModule:
         await asyncio.to_thread(setattr, self.client, "on_message_received", self._intake.on_message)
         await self.client.connect()  # a no-op when the setter connected; connects when it did not need to
 
-    async def start(self, controller: Controller) -> None:
+    async def start(self, controller: Controller, on_deaf: Callable[[str], None]) -> None:
         """Desired properties first, so the first message is scored with the settings the twin asks for;
-        then methods; then the intake feeds the pipeline (an earlier run's unsettled inputs first)."""
+        then methods; then the intake feeds the pipeline (an earlier run's unsettled inputs first); then
+        the watchdog, which calls `on_deaf` if the connection goes deaf (app/edgehub/watchdog.py)."""
         loop = asyncio.get_running_loop()
         self._twin = TwinAgent(self.client, controller, loop)
         await self._twin.start()
@@ -112,6 +130,8 @@ class EdgeHubModule:
         await self._methods.start()
         assert self._intake is not None, "connect() first"
         self._intake.start()
+        self.watchdog = Watchdog(self.client, self._settings.watchdog_s, on_deaf)
+        await self.watchdog.start()
 
     async def report_stopping(self) -> None:
         """Stop the twin's work and report the status once more, briefly: the runtime's stop grace
@@ -123,6 +143,8 @@ class EdgeHubModule:
     async def stop_receiving(self) -> None:
         """Stop input delivery and feed what the SDK acknowledged into the pipeline (with the journal, what
         is only on disk waits for the next start); answer the methods in hand."""
+        if self.watchdog is not None:
+            await self.watchdog.close()  # the disconnects below are ours
         if self._intake is not None:
             self._intake.wind_down()
             try:

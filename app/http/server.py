@@ -160,6 +160,9 @@ def make_app(pipeline: Pipeline, health: Health, *, token: str | None = None, st
     return app
 
 
+HttpServer = web.AppRunner  # what start_http returns; cleanup() stops it
+
+
 async def start_http(pipeline: Pipeline, health: Health, *, token: str | None = None) -> web.AppRunner:
     """Serve on HTTP_HOST:HTTP_PORT (port 0: any free port, runner.addresses has it); the caller
     cleans the runner up. `token` as in make_app: None reads HTTP_TOKEN / HTTP_TOKEN_FILE."""

@@ -210,8 +210,7 @@ class Settings:
         env="HTTP_MAX_CONNECTIONS",
         minimum=1,
         cap=65536,
-        help="Open HTTP connections at most; a new one beyond takes the place of the stalest idle or slow one, "
-        "else gets 503.",
+        help="Open HTTP connections at most; a new one beyond takes the place of the stalest idle or slow one, else gets 503.",
     )
     http_read_timeout_s: float = setting(
         10.0, env="HTTP_READ_TIMEOUT_S", above=0, cap=3600, help="Time a client has to send its request headers and body."

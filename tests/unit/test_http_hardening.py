@@ -41,6 +41,7 @@ from app.model.scorer import Scorer, load_scorer
 from app.settings import ConfigError, Settings, load_settings
 from tests.conftest import DEFAULT_MODEL_DIR
 from tests.helpers import body, reading
+from tests.unit.test_http import GATED_SCRIPT  # a model that holds its batch until told
 
 TOKEN = "s3cret-Token_42"
 AUTH = f"Authorization: Bearer {TOKEN}\r\n"
@@ -627,17 +628,6 @@ async def test_oversized_raw_bodies_get_413_sent_or_announced(settings: Settings
 
 
 # --- 6. a client that goes away -------------------------------------------------------------------
-
-GATED_SCRIPT = """
-import threading
-INPUT_FORMAT = "ndarray"
-gate = threading.Event()
-def init():
-    gate.set()
-def run(x):
-    gate.wait(10)
-    return [{"label": "ok"}] * len(x)
-"""
 
 
 async def test_a_client_that_disconnects_cancels_its_reply_future(tmp_path: Path, settings: Settings, quiet_check) -> None:

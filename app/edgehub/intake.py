@@ -30,6 +30,7 @@ from edgekit.handoff import Handoff
 log = logging.getLogger(__name__)
 
 READ_BACK_CHUNK = 256  # inputs read back from the journal at a time
+YIELD_EVERY = 32  # inputs fed to the pipeline between two turns of the event loop
 FLUSH_INTERVAL_S = 0.5  # DONE records and segment clean-up, when no arrivals carry them
 
 
@@ -154,10 +155,14 @@ class Intake:
         await self._running.wait()
         inbox, submit = self._inbox, self._pipeline.submit
         while True:
+            fed = 0
             while inbox:
                 msg = inbox.popleft()
                 self._inbox_bytes -= len(msg.body)
-                await submit(msg)
+                await submit(msg)  # returns without yielding while the model's queue has room, so ...
+                fed += 1
+                if fed % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # ... let arrivals be journaled meanwhile: what waits unwritten is what a crash loses
             if self._read_back_from is not None and not self._winding_down:
                 await self._read_back()
                 continue

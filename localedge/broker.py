@@ -81,8 +81,9 @@ class Broker:
     TCP_NODELAY is set (else Nagle + delayed ACKs cost ~44 ms per hop).
     """
 
-    def __init__(self, ca: CertAuthority, directory: Path | None = None, host: str | None = None) -> None:
+    def __init__(self, ca: CertAuthority, directory: Path | None = None, host: str | None = None, *, trace: bool = False) -> None:
         self.ca = ca
+        self.trace = trace  # log every packet (`log_type debug`): bench/faults.py reads what was delivered to whom
         self._own_dir = directory is None
         self.directory = directory or shared_dir("edge-broker-")
         self.host = host or ""
@@ -106,6 +107,7 @@ class Broker:
                 "log_type error",
                 "log_type warning",
                 "log_type notice",
+                *(["log_type debug"] if self.trace else []),
                 "log_timestamp_format %H:%M:%S",
                 f"listener {self.tls_port} {self.host}",
                 f"cafile {self.ca.cert}",
@@ -161,19 +163,28 @@ class Broker:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def log_path(self) -> Path:
+        """Mosquitto's log, kept across restarts (appended)."""
+        return self._log_path
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no broker log)"
 
-    def _stop_process(self, timeout: float = 5.0) -> int | None:
+    def _stop_process(self, timeout: float = 5.0, sig: int = signal.SIGTERM) -> int | None:
         proc, self.process = self.process, None
-        return stop_process(proc, timeout) if proc is not None else None
+        return stop_process(proc, timeout, sig) if proc is not None else None
 
     def stop(self, timeout: float = 5.0) -> int | None:
         """Stop the broker: SIGTERM (it saves its persistence file), then SIGKILL after `timeout`."""
         return self._stop_process(timeout)
+
+    def kill(self, timeout: float = 5.0) -> int | None:
+        """SIGKILL the broker (a crash): it saves nothing, so start() again resumes from its last clean stop's store."""
+        return self._stop_process(timeout, signal.SIGKILL)
 
     def close(self) -> None:
         """Stop it and remove its directory if we made it."""

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import secrets
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -24,12 +25,14 @@ from app.settings import ENV_NAMES
 from localedge.broker import Broker
 from localedge.certs import CertAuthority, shared_dir
 from localedge.control import ControlServer
-from localedge.deployment import Deployment, ModuleSpec
+from localedge.deployment import INFERENCE, Deployment, ModuleSpec
 from localedge.errors import EdgeError
 from localedge.hub import Hub
+from localedge.link import Link
 from localedge.processes import REPO_ROOT, ModuleProcess, module_environment
-from localedge.twin import Twin
+from localedge.twin import METHOD_RESPONSE, TWIN_GET, TWIN_REPORTED, Twin
 from localedge.upstream import UpstreamMessage, UpstreamRecorder
+from localedge.wire import outputs_filter
 from localedge.workload import WorkloadAPI, production_environment
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ class LocalEdge:
         keep_run_dir: bool = False,
         ready_timeout: float = READY_TIMEOUT_S,
         stop_timeout: float = STOP_TIMEOUT_S,
+        trace_brokers: bool = False,
     ) -> None:
         self.deployment = deployment
         self.device_id = device_id
@@ -64,6 +68,7 @@ class LocalEdge:
         self.keep_run_dir = keep_run_dir
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
+        self.trace_brokers = trace_brokers  # every broker logs every packet (Broker.trace)
         self.specs = {m.name: m for m in deployment.running}
         self.upstream = UpstreamRecorder(self._error_output, on_upstream)
         self.run_dir: Path | None = None
@@ -91,7 +96,7 @@ class LocalEdge:
             (self.run_dir / "logs").mkdir()
             self.ca = CertAuthority.create(self.run_dir / "ca")
             for name in self.specs:
-                self.brokers[name] = Broker(self.ca, self.run_dir / "brokers" / name).start()
+                self.brokers[name] = Broker(self.ca, self.run_dir / "brokers" / name, trace=self.trace_brokers).start()
             # Routes and twins are served before any module connects: nothing a module sends at start is lost.
             self.hub = Hub(self.device_id, self.deployment.routes, self.brokers, self.upstream).start()
             for name, spec in self.specs.items():
@@ -123,8 +128,16 @@ class LocalEdge:
             )
         else:
             edge_env = broker.module_env(self.device_id, spec.name, HUB_HOSTNAME)
+        # The inference module journals its intake under JOURNAL_DIR (a volume on a device): one per module in the
+        # run directory, so that a module restarted by restart_module() finds what it journaled before.
+        assert self.run_dir is not None
+        volumes: dict[str, str] = {}
+        if spec.kind == INFERENCE:
+            journal = self.run_dir / "journal" / spec.name
+            journal.mkdir(parents=True, exist_ok=True)  # as the runtime creates a bind mount's directory
+            volumes["JOURNAL_DIR"] = str(journal)
         # The manifest (and --env) set the module's settings, not whatever this shell exported.
-        return module_environment({**spec.env, **edge_env}, drop=ENV_NAMES)
+        return module_environment({**volumes, **spec.env, **edge_env}, drop=ENV_NAMES)
 
     def _start_wave(self, names: list[str]) -> None:
         """Start these modules together and wait until each is ready (bounded)."""
@@ -192,6 +205,74 @@ class LocalEdge:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # --- faults: what bench/faults.py does to a running edge ---------------------------------------
+
+    def signal_module(self, name: str, sig: int) -> None:
+        """Send `sig` to module `name`'s process (by PID), e.g. SIGSTOP, then SIGCONT; stop() continues a stopped one."""
+        self._module(name).send_signal(sig)
+
+    def kill_module(self, name: str, sig: int = signal.SIGKILL, timeout: float | None = None) -> int:
+        """Send `sig` (default SIGKILL: an OOM kill, a crash) to module `name` and wait for it to exit; its exit code.
+
+        Bounded by `timeout` (default: the stop timeout), EdgeError past it. Its broker session stays, so what is
+        routed to it meanwhile is queued for its return, as edgeHub stores it.
+        """
+        module = self._module(name)
+        module.send_signal(sig)
+        return module.wait_exit(self.stop_timeout if timeout is None else timeout)
+
+    def restart_module(self, name: str, ready_timeout: float | None = None) -> ModuleProcess:
+        """Start module `name` again as edgeAgent restarts a container: the same command and environment (the same
+        identity and JOURNAL_DIR); wait until it is ready. The previous process must have exited (kill_module)."""
+        old = self._module(name)
+        if old.process is not None and old.process.poll() is None:
+            raise EdgeError(f"module '{name}' (pid {old.pid}) is still running; kill_module() it first")
+        old.stop(0)  # reaps it and closes its pipe
+        module = self.modules[name] = old.again()
+        module.start()
+        module.wait_ready(self.ready_timeout if ready_timeout is None else ready_timeout)
+        log.info("module %s restarted (pid %d)", name, module.pid)
+        return module
+
+    def restart_broker(self, name: str, *, kill: bool = False, down_s: float = 0.0, timeout: float = 30.0) -> None:
+        """Take module `name`'s broker (its edgeHub) down and start it again on the same address and store.
+
+        kill=False stops it with SIGTERM (Mosquitto saves its sessions and queues: edgeHub restarted cleanly);
+        kill=True SIGKILLs it (what it had not saved is gone: with `autosave_interval 0`, everything since its last
+        clean stop). It stays down `down_s` seconds (an outage). The local edge's own subscriptions on it (routes,
+        twin, methods) are made again, since edgeHub's own state outlives its restarts; the module's are its own.
+        `timeout` bounds the start and the re-subscriptions (a broker reloading a large store takes a while).
+        """
+        broker = self.brokers[name]
+        if kill:
+            broker.kill()
+        else:
+            broker.stop()
+        if down_s > 0:
+            time.sleep(down_s)  # the outage itself: nothing to wait for
+        broker.start(timeout)
+        topics: list[tuple[Link, str]] = []
+        if self.hub is not None and name in self.hub.links:
+            topics.append((self.hub.links[name], outputs_filter(self.device_id, name)))
+        twin_link = self.twins[name].link if name in self.twins else None
+        topics += [(twin_link, t + "#") for t in (TWIN_GET, TWIN_REPORTED, METHOD_RESPONSE) if twin_link is not None]
+        deadline = time.monotonic() + timeout
+        for link, topic in topics:
+            while True:  # the link reconnects by itself within ~1 s; until then subscribe() fails
+                try:
+                    link.subscribe(topic, max(0.1, deadline - time.monotonic()))
+                    break
+                except EdgeError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+
+    def _module(self, name: str) -> ModuleProcess:
+        try:
+            return self.modules[name]
+        except KeyError:
+            raise EdgeError(f"no module '{name}' (modules: {', '.join(self.modules) or 'none'})") from None
 
     # --- twins, methods and control ---------------------------------------------------------------
 

@@ -71,6 +71,7 @@ class ModuleProcess:
         self._lock = threading.Lock()
         self._watchers: list[tuple[str, threading.Event]] = []
         self._reader: threading.Thread | None = None
+        self.paused = False  # SIGSTOPped by send_signal(): stop() continues it, else SIGTERM would wait for SIGCONT
 
     def start(self) -> ModuleProcess:
         self.process = subprocess.Popen(
@@ -151,10 +152,42 @@ class ModuleProcess:
         self.closed.wait(5)  # the rest of stderr
         return code
 
+    def send_signal(self, sig: int) -> None:
+        """Signal the process by its PID (not its group): SIGKILL, SIGTERM, SIGSTOP, SIGCONT...; a no-op once it exited."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            if sig in (signal.SIGSTOP, signal.SIGCONT):
+                self.paused = sig == signal.SIGSTOP
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait up to `timeout` for the process to exit (after a signal); its exit code (-N: killed by signal N)."""
+        assert self.process is not None
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise EdgeError(f"module (pid {self.pid}) did not exit within {timeout:.0f}s:\n{self.log_tail()}") from None
+        self.closed.wait(5)  # the rest of stderr
+        return code
+
+    def again(self) -> ModuleProcess:
+        """A new, unstarted process with this one's command, environment, directory and log handling: a restart."""
+        return ModuleProcess(
+            self.env,
+            args=self.args,
+            cwd=self.cwd,
+            ready_marker=self.ready_marker,
+            executable=self.executable,
+            on_line=self.on_line,
+            own_group=self.own_group,
+        )
+
     def stop(self, timeout: float = 10.0) -> int | None:
         """For finalizers: SIGTERM, bounded wait, then SIGKILL."""
         if self.process is None:
             return None
+        if self.paused and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a stopped process would take SIGTERM only once continued
         code = stop_process(self.process, timeout)
         if self._reader is not None:
             self._reader.join(5)

@@ -50,9 +50,9 @@ def test_a_stopped_module_loses_nothing_when_it_continues() -> None:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="paho-mqtt 1.6.1's network thread can die on ssl.SSLEOFError when the broker goes away while it writes; the "
-    "watchdog then finds the module deaf and it exits, but the local edge does not yet restart an exited module as "
-    "edgeAgent does (restartPolicy), so its inputs wait in the journal for a start that does not come here",
+    reason="paho-mqtt 1.6.1's network thread can die on ssl.SSLEOFError when the broker goes away while it writes, "
+    "leaving the module connected-looking but deaf; the watchdog's exit (WATCHDOG_S, 30 s here) and the harness's "
+    "edgeAgent restart bring it back with its journal",
 )
 @pytest.mark.timeout(120)
 def test_a_broker_restart_mid_stream_loses_nothing() -> None:

@@ -102,7 +102,11 @@ class Intake:
 
     def _accept(self, group: list[InMessage]) -> None:
         self.accepted += len(group)
-        refused = self._journal.append(group) if self._journal is not None else []
+        try:
+            refused = self._journal.append(group) if self._journal is not None else []
+        except OSError as exc:  # closed past the stop deadline (JournalError), or a disk error: still an outcome each
+            log.error("journal write failed (%s); these %d inputs are kept in memory only", exc, len(group))
+            refused = []
         for msg in refused:
             self._shed(msg, "the module's journal is full (JOURNAL_MAX_BYTES): it receives faster than it can score and send")
         refused_ids = {id(m) for m in refused}
@@ -114,7 +118,7 @@ class Intake:
             if self._read_back_from is None and (self._inbox_bytes + size <= self._max_bytes or not inbox):
                 inbox.append(msg)
                 self._inbox_bytes += size
-            elif self._journal is not None:  # on disk already: read back in order when memory frees up
+            elif msg.journal_seq is not None:  # on disk already: read back in order when memory frees up
                 if self._read_back_from is None:
                     assert msg.journal_seq is not None
                     self._read_back_from = msg.journal_seq

@@ -33,7 +33,7 @@ from localedge.edge import DEVICE_ID, LocalEdge
 from localedge.errors import EdgeError
 from localedge.processes import ModuleProcess
 from localedge.upstream import UpstreamMessage
-from localedge.wire import decode_properties
+from localedge.wire import decode_properties, input_topic
 
 SENSOR, MODEL = "tempSensor", "inference"
 RESTART_DELAY_S = 1.0  # before restarting a module that exited on its own; doubles with each exit, as edgeAgent backs off
@@ -387,6 +387,13 @@ class EdgeRun:
         """Start or pause the sensor through its twin (SendData), as an operator would; True once it reported it."""
         self.edge.patch_desired(SENSOR, {"SendData": on})
         return self.edge.wait_reported(SENSOR, lambda r: r.get("SendData") is on, timeout) is not None
+
+    def feed(self, message_id: str, body: bytes, input_name: str = "amlInput") -> None:
+        """Send one input of our own to the inference module, as edgeHub would route it; accounted like a sensor's."""
+        assert self.edge.hub is not None
+        props = {"$.mid": message_id, "$.ct": "application/json", "$.ce": "utf-8", "$.cdid": DEVICE_ID, "$.cmid": "feeder"}
+        self.edge.hub.links[MODEL].publish(input_topic(DEVICE_ID, MODEL, input_name, props), body)
+        self._ids.add(message_id)
 
     def end_stream(self, at_least: int, timeout: float) -> None:
         """Wait (bounded) until `at_least` messages were sent, pause the sensor, wait until its last sends are routed."""

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from bench.edge_harness import MODEL, Accounting, EdgeRun, dump, evidence, interrupt_on_signals, percentile
 from localedge.errors import EdgeError
 
@@ -225,6 +227,34 @@ def swap_then_kill(f: Faults) -> None:
     f.notes.append(f"model after restart: {model_name(f.run.outcomes.resumed)}")
 
 
+POISON_ID = "poison-1"
+POISON_TEMPERATURE = -273.15
+# A scoring script that dies on one reading, as a segfault in a native library or an out-of-memory kill would.
+POISON_SCRIPT = f"""
+import os, signal
+from app.model import score as default
+INPUT_FORMAT = "ndarray"
+init, set_threshold = default.init, default.set_threshold
+def run(rows):
+    if (rows[:, 0] == {POISON_TEMPERATURE}).any():
+        os.kill(os.getpid(), signal.SIGKILL)
+    return default.run(rows)
+"""
+
+
+def poison(f: Faults) -> None:
+    """An input that kills the module whenever it is scored, fed mid-stream: the module dies with it REPLAY_LIMIT times
+    (restarted each time), then sets it aside with a `poison_input` error record; every other input keeps its outcome."""
+
+    def inject() -> None:
+        machine = {"temperature": POISON_TEMPERATURE, "pressure": 1.0}
+        reading = {"machine": machine, "ambient": {"temperature": 21.0, "humidity": 25}}
+        f.run.feed(POISON_ID, orjson.dumps(reading))
+        f.cleared()
+
+    f.spaced(1, inject)
+
+
 def model_name(msg: Any) -> str:
     body = msg.json_body() if msg is not None else None
     return str(body.get("model")) if isinstance(body, dict) else "?"
@@ -262,6 +292,7 @@ SCENARIOS = {
     "sigstop": Scenario("module SIGSTOP, then SIGCONT", sigstop, broker=False),
     "outage": Scenario("edgeHub (its broker) down, then back", outage, broker=True),
     "swap-kill": Scenario("reloadModel, then module SIGKILL", swap_then_kill, broker=False),
+    "poison": Scenario("an input that kills the module whenever it is scored", poison, broker=False),
 }
 MODULE_QUIET_S = 10.0  # at the end of a module fault: the module is connected, stragglers come within this
 
@@ -279,6 +310,10 @@ def run_scenario(
         if name == "swap-kill":
             swap_model = second_model(Path(scratch))
             env.append(f"{MODEL}:MODEL_ROOTS={scratch}")  # reloadModel may only point into MODEL_ROOTS
+        if name == "poison":
+            script = Path(scratch) / "poison_score.py"
+            script.write_text(POISON_SCRIPT, encoding="utf-8")
+            env.append(f"{MODEL}:SCORE_SCRIPT={script}")
         run = EdgeRun(rate=sizes.rate, env=env, module_source=module_source, trace=True, keep=keep, verbose=verbose)
         faults = Faults(run, sizes, swap_model)
         error = None
@@ -296,6 +331,8 @@ def run_scenario(
     result.notes += run.exits
     if name == "swap-kill":
         result.notes.append(f"predictions by model: {dict(run.outcomes.models)}")
+    if name == "poison":
+        result.notes.append(f"error records by code: {dict(run.outcomes.codes)}")
     if keep:
         result.notes.append(f"run dir {run.edge.run_dir}")
     return result

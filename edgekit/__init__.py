@@ -10,6 +10,6 @@ Nothing here imports those packages: they import edgekit, never the other way ro
   the environment or a JSON document, every problem named at once
 - signals: an asyncio event set by SIGTERM/SIGINT
 - handoff: the hand-over from the SDK's threads to our event loop, wake-ups coalesced
-- mqtt_socket: TCP_NODELAY on the SDK's MQTT socket
+- mqtt_socket: hooks on the SDK's paho client: TCP_NODELAY, and a tap that sees each message before it is acknowledged
 - routes: edgeHub's route language (parse, WHERE conditions, destinations)
 """

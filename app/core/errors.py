@@ -30,6 +30,7 @@ class ErrorCode(StrEnum):
     OVERLOADED = "overloaded"  # also the error record of an input shed by the intake
     TIMEOUT = "timeout"
     ABANDONED = "abandoned"  # the requester left before the model took it
+    POISON_INPUT = "poison_input"  # an earlier run died with it in the model REPLAY_LIMIT times: set aside
     # the HTTP layer's own refusals (app/http)
     UNAUTHORIZED = "unauthorized"  # 401: no or a wrong bearer token
     BAD_REQUEST = "bad_request"  # 400: not HTTP, a broken header or chunked body

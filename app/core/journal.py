@@ -11,6 +11,10 @@ Format: segment files `seg-<n>.log` of records `[kind u8][length u32][crc32 u32]
 - IN (1): an input: seq u64, header length u32, a JSON header (id, input, properties, content
   type and encoding), the body.
 - DONE (2): seqs (u64 each) whose outcome edgeHub took.
+- TRY (3): seqs of a batch about to go into the model, written before it does (one small write per
+  batch). After a restart each unsettled input counts its TRY records: an input that was in the
+  model each time the module died (a crash in run(), out of memory, a hang the watchdog ended) is set
+  aside at REPLAY_LIMIT instead of killing every run that replays it.
 Seqs increase from record to record and from segment to segment, across runs too. A torn record
 at the end of the last segment (a crash mid-write) fails its CRC and is ignored.
 
@@ -44,7 +48,7 @@ from app.core.messages import InMessage
 
 log = logging.getLogger(__name__)
 
-IN, DONE = 1, 2
+IN, DONE, TRY = 1, 2, 3
 _HEAD = struct.Struct("<BII")  # kind, payload length, crc32 of the payload
 _SEQ = struct.Struct("<Q")
 _HEADER_LEN = struct.Struct("<I")
@@ -112,14 +116,16 @@ def _records(path: Path) -> Iterator[tuple[int, bytes]]:
     while offset + _HEAD.size <= len(data):
         kind, length, crc = _HEAD.unpack_from(data, offset)
         payload = data[offset + _HEAD.size : offset + _HEAD.size + length]
-        if kind not in (IN, DONE) or len(payload) != length or zlib.crc32(payload) != crc:
+        if kind not in (IN, DONE, TRY) or len(payload) != length or zlib.crc32(payload) != crc:
             return  # a torn tail: the write it belongs to never completed
         yield kind, payload
         offset += _HEAD.size + length
 
 
 class IntakeJournal:
-    """The write side runs on the event loop's thread; read_inputs() may run on a worker thread."""
+    """append() may run on any thread (the edgeHub adapter lands inputs on paho's network thread, before
+    they are acknowledged); settle(), flush() and close() on the event loop; read_inputs() on a worker
+    thread. One lock serialises the writers; read_inputs() reads files only."""
 
     def __init__(self, directory: str | Path, max_bytes: int, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.directory = Path(directory)
@@ -140,9 +146,12 @@ class IntakeJournal:
         self._indexed: list[_Segment] = []  # ... and those segments, in the same order
         self._pending_done: list[int] = []
         self._done_at_open = array("Q")  # settled in an earlier run: skipped when reading back
+        self._tries: dict[int, int] = {}  # an earlier run's input -> times it went into the model (TRY records)
+        self.first_seq_of_run = 1  # inputs below it are an earlier run's (replayed)
         self.next_seq = 1
         self._fd = -1
         self._lock = threading.Lock()  # the fd and the segment list, against the sync thread
+        self._writing = threading.RLock()  # append / settle / flush / close, from whichever thread
         self._dirty = threading.Event()
         self._closed = threading.Event()
         self._syncer: threading.Thread | None = None
@@ -166,8 +175,11 @@ class IntakeJournal:
                     segment.last_seq = seq
                     segment.unsettled += 1
                     self.next_seq = max(self.next_seq, seq + 1)
-                else:
+                elif kind == DONE:
                     done.extend(s for (s,) in _SEQ.iter_unpack(payload))
+                else:
+                    for (s,) in _SEQ.iter_unpack(payload):
+                        self._tries[s] = self._tries.get(s, 0) + 1
             self._segments.append(segment)
             if segment.first_seq:
                 self._firsts.append(segment.first_seq)
@@ -180,6 +192,7 @@ class IntakeJournal:
                 owner.unsettled -= 1
         unsettled = sum(s.unsettled for s in self._segments)
         first = next((s.first_seq for s in self._segments if s.unsettled), self.next_seq)
+        self.first_seq_of_run = self.next_seq
         self._new_segment()
         self._drop_settled_segments()
         self._syncer = threading.Thread(target=self._sync_loop, name="journal-sync", daemon=True)
@@ -200,6 +213,10 @@ class IntakeJournal:
 
     def append(self, msgs: Iterable[InMessage]) -> list[InMessage]:
         """Journal the inputs with one write; returns those that did not fit the disk budget (not journaled)."""
+        with self._writing:
+            return self._append(msgs)
+
+    def _append(self, msgs: Iterable[InMessage]) -> list[InMessage]:
         if self._fd < 0:
             raise JournalError("the journal is closed")
         chunks: list[bytes] = []
@@ -240,6 +257,10 @@ class IntakeJournal:
 
     def settle(self, seqs: Iterable[int]) -> None:
         """Their outcomes are with edgeHub: recorded as DONE with the next write (or flush())."""
+        with self._writing:
+            self._settle(seqs)
+
+    def _settle(self, seqs: Iterable[int]) -> None:
         if self._fd < 0:  # closed (the module is past its stop deadline): they will be scored again
             return
         for seq in seqs:
@@ -249,8 +270,28 @@ class IntakeJournal:
                 self._pending_done.append(seq)
                 self.settled += 1
 
+    def mark_tried(self, seqs: Iterable[int]) -> None:
+        """These inputs go into the model now: recorded at once (the next run must know, if this one dies)."""
+        payload = b"".join(_SEQ.pack(s) for s in seqs)
+        if not payload:
+            return
+        with self._writing:
+            if self._fd < 0:
+                return
+            # Settlements first, in the same write: what had its outcome before these went in must not count their death.
+            done = b""
+            if self._pending_done:
+                done, self._pending_done = self._done_record(), []
+            self._write(done + _record(TRY, payload))
+
     def flush(self) -> None:
         """Write pending DONE records now, and delete the segments that hold nothing unsettled."""
+        with self._writing:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._fd < 0:
+            return
         if self._pending_done:
             self._write(self._done_record())
             self._pending_done = []
@@ -305,7 +346,8 @@ class IntakeJournal:
 
     def _drop_settled_segments(self) -> None:
         while len(self._segments) > 1 and self._segments[0].unsettled == 0:
-            oldest = self._segments.pop(0)
+            with self._lock:  # read_inputs() lists the segments on a worker thread
+                oldest = self._segments.pop(0)
             if oldest.first_seq:
                 self._firsts.pop(0)
                 self._indexed.pop(0)
@@ -315,9 +357,9 @@ class IntakeJournal:
 
     # --- reading back ----------------------------------------------------------------------------
 
-    def read_inputs(self, from_seq: int, limit: int) -> list[InMessage]:
-        """Up to `limit` unsettled inputs with seq >= from_seq, in order (for replay and for what memory
-        could not hold). Reads files only: safe on a worker thread while the loop appends."""
+    def read_inputs(self, from_seq: int, limit: int, until_seq: int | None = None) -> list[InMessage]:
+        """Up to `limit` unsettled inputs with from_seq <= seq <= until_seq, in order (for replay and for
+        what memory could not hold). Reads files only: safe on a worker thread while others append."""
         with self._lock:
             paths = [s.path for s in self._segments if s.first_seq and s.last_seq >= from_seq]
         done = self._done_at_open
@@ -329,10 +371,15 @@ class IntakeJournal:
                 seq = _input_seq(payload)
                 if seq < from_seq:
                     continue
+                if until_seq is not None and seq > until_seq:
+                    return out
                 i = bisect.bisect_left(done, seq)
                 if i < len(done) and done[i] == seq:
                     continue
-                out.append(_decode_input(payload))
+                msg = _decode_input(payload)
+                if seq < self.first_seq_of_run:
+                    msg.attempts = self._tries.get(seq, 0)
+                out.append(msg)
                 if len(out) >= limit:
                     return out
         return out
@@ -354,15 +401,16 @@ class IntakeJournal:
             self._closed.wait(SYNC_INTERVAL_S)  # rate limit: writes meanwhile share the next sync; close() cuts it short
 
     def close(self) -> None:
-        """Write what is pending, sync, stop the background thread."""
-        if self._fd < 0:
-            return
-        self.flush()
-        self._closed.set()
-        self._dirty.set()
-        if self._syncer is not None:
-            self._syncer.join(timeout=5)
-        with self._lock:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = -1
+        """Write what is pending, sync, stop the background thread. Appends after it raise JournalError."""
+        with self._writing:
+            if self._fd < 0:
+                return
+            self._flush()
+            self._closed.set()
+            self._dirty.set()
+            if self._syncer is not None:
+                self._syncer.join(timeout=5)
+            with self._lock:
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = -1

@@ -21,6 +21,8 @@ class InMessage:
     content_type: str | None = None  # picks the body's codec (decoding.CODECS); None: JSON
     content_encoding: str | None = None
     journal_seq: int | None = None  # its record in the intake journal, settled once its outcome is delivered
+    # Replayed from an earlier run's journal: how many runs died while it was in the model (None: this run's).
+    attempts: int | None = None
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from app.core.batching import MicroBatcher
@@ -49,6 +50,9 @@ class Pipeline:
         self._out: Sink = self._counted  # with AGGREGATE on: an AggregatingSink around it
         self._delivery: asyncio.Task[None] | None = None  # the last batch's outputs, being sent
         self.last_progress = time.monotonic()  # when a batch last came out of the model (or the queue was empty)
+        # Called with the journal seqs of a batch's inputs just before they go into the model (the intake
+        # records them: IntakeJournal.mark_tried), so that an input the module keeps dying on is found.
+        self.before_scoring: Callable[[list[int]], None] | None = None
         # Held while a batch is processed and while the pipeline is reconfigured: a change of
         # settings or model happens between batches, never during one.
         self._batch_lock = asyncio.Lock()
@@ -171,15 +175,32 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         async with self._batch_lock:
             processor = self.processor
-            try:
-                outcomes = await loop.run_in_executor(self._executor, processor, batch)
-            except Exception as exc:  # a bug of ours, not of a message: still one outcome each
-                log.exception("processing a batch failed")
-                outcomes = [processor.error(msg, ErrorCode.INTERNAL_ERROR, f"the module failed: {exc!r}") for msg in batch]
+            if any(msg.attempts for msg in batch):
+                # An earlier run died with one of these in the model: one at a time, each outcome delivered
+                # (and so settled in the journal) before the next goes in, so that only the one that kills
+                # the module counts the next death and is set aside at REPLAY_LIMIT.
+                await self._delivered()
+                for msg in batch:
+                    await self._deliver(await self._run_model(processor, [msg]))
+                    await self._out.flush()
+                self.last_progress = time.monotonic()
+                return
+            outcomes = await self._run_model(processor, batch)
             self.last_progress = time.monotonic()
             await self._delivered()
             # Send in a task and return at once: the model thread starts on the next batch meanwhile.
             self._delivery = loop.create_task(self._deliver(outcomes))
+
+    async def _run_model(self, processor: BatchProcessor, batch: list[InMessage]) -> list[Outcome]:
+        if self.before_scoring is not None:
+            journaled = [msg.journal_seq for msg in batch if msg.journal_seq is not None]
+            if journaled:
+                self.before_scoring(journaled)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, processor, batch)
+        except Exception as exc:  # a bug of ours, not of a message: still one outcome each
+            log.exception("processing a batch failed")
+            return [processor.error(msg, ErrorCode.INTERNAL_ERROR, f"the module failed: {exc!r}") for msg in batch]
 
     async def _delivered(self) -> None:
         """Wait until the previous batch's outputs are with the sink (keeps outputs in order)."""

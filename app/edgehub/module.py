@@ -31,7 +31,7 @@ from app.edgehub.sink import EdgeSink
 from app.edgehub.twin import TwinAgent
 from app.edgehub.watchdog import Watchdog
 from app.settings import Settings
-from edgekit.mqtt_socket import enable_tcp_nodelay
+from edgekit.mqtt_socket import enable_tcp_nodelay, set_message_tap
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,13 @@ class EdgeHubModule:
         ("No input message inbox"; 20 lost on a clean restart). The intake takes them, journals them and
         holds them until start(). Raises what the SDK raises when edgeHub cannot be reached."""
         self._loop = asyncio.get_running_loop()
-        self._intake = Intake(pipeline, self._loop, self.journal, self._settings.inbox_max_bytes)
+        self._intake = Intake(
+            pipeline, self._loop, self.journal, self._settings.inbox_max_bytes, replay_limit=self._settings.replay_limit
+        )
+        # Journal each input on paho's thread, before it is acknowledged (intake.py, edgekit.mqtt_socket).
+        config = self.client._mqtt_pipeline.pipeline_configuration  # private: the SDK has no public accessor
+        device_id, module_id = str(config.device_id), str(config.module_id)
+        set_message_tap(f"{device_id}/{module_id}", self._intake.tap_for(device_id, module_id))
         # The setter connects (auto-connect) and blocks until subscribed: keep it off our loop.
         await asyncio.to_thread(setattr, self.client, "on_message_received", self._intake.on_message)
         await self.client.connect()  # a no-op when the setter connected; connects when it did not need to

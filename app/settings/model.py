@@ -176,6 +176,15 @@ class Settings:
         minimum=1024 * 1024,
         help="Disk budget of the journal; past it, new inputs get an `overloaded` error record.",
     )
+    replay_limit: int = setting(
+        3,
+        env="REPLAY_LIMIT",
+        minimum=2,
+        maximum=1000,
+        help="Times the module may die (a crash or hang in run(), out of memory, a kill) with an input in the model "
+        "before that input is set aside with a `poison_input` error record, so that the inputs after it flow. The "
+        "first death counts for its whole batch, later ones for the suspect alone: 2 is the least that spares its batch-mates.",
+    )
     inbox_max_bytes: int = setting(
         32 * 1024 * 1024,
         env="INBOX_MAX_BYTES",

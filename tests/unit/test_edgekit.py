@@ -159,3 +159,29 @@ async def test_a_failing_delivery_does_not_hold_back_the_items_behind_it() -> No
         while len(got) < 3:
             await asyncio.sleep(0)
     assert got == [0, 2, 3]
+
+
+def test_a_message_tap_sees_each_message_before_the_sdk_and_on_pahos_terms() -> None:
+    """The tap runs inside paho's on_message, which paho 1.6.1 returns from before it sends the PUBACK."""
+    import paho.mqtt.client as paho
+    from azure.iot.device.common.mqtt_transport import MQTTTransport
+
+    from edgekit.mqtt_socket import set_message_tap
+
+    seen: list[tuple[str, str, bytes]] = []
+    set_message_tap("dev/tapped", lambda topic, payload: seen.append(("tap", topic, payload)))
+    try:
+        transport = MQTTTransport(client_id="dev/tapped", hostname="localhost", username="u")
+        transport.on_mqtt_message_received_handler = lambda topic, payload: seen.append(("sdk", topic, payload))
+        other = MQTTTransport(client_id="dev/other", hostname="localhost", username="u")
+        other.on_mqtt_message_received_handler = lambda topic, payload: seen.append(("other", topic, payload))
+        message = paho.MQTTMessage(topic=b"devices/dev/modules/tapped/inputs/in1/")
+        message.payload = b"{}"
+        transport._mqtt_client.on_message(transport._mqtt_client, None, message)
+        other._mqtt_client.on_message(other._mqtt_client, None, message)
+        set_message_tap("dev/tapped", lambda topic, payload: 1 / 0)  # a failing tap costs the SDK nothing
+        transport._mqtt_client.on_message(transport._mqtt_client, None, message)
+    finally:
+        set_message_tap("dev/tapped", None)
+    t = "devices/dev/modules/tapped/inputs/in1/"
+    assert seen == [("tap", t, b"{}"), ("sdk", t, b"{}"), ("other", t, b"{}"), ("sdk", t, b"{}")]

@@ -159,3 +159,67 @@ def test_odd_sdk_messages_still_become_messages_with_their_id() -> None:
     message.custom_properties = {"$.cdid": "dev", 5: 6}  # type: ignore[dict-item]
     msg = message_from_sdk(message)
     assert (msg.body, msg.message_id, msg.custom_properties) == (b"", "7", {"5": "6"})
+
+
+# --- landing on paho's thread, before the acknowledgement; poison inputs --------------------------
+
+
+def topic(i: int) -> str:
+    return f"devices/dev/modules/inference/inputs/amlInput/%24.mid=m-{i}&%24.ct=application%2Fjson&sequenceNumber={i}"
+
+
+async def test_inputs_land_in_the_journal_before_the_sdk_hands_them_over_and_once(tmp_path: Path) -> None:
+    pipeline = GatedPipeline()
+    journal = IntakeJournal(tmp_path, 10 * 1024 * 1024)
+    intake = Intake(pipeline, asyncio.get_running_loop(), journal, max_bytes=2_000)  # ~20 of 100 bytes in memory
+    tap = intake.tap_for("dev", "inference")
+    assert tap is not None
+    payloads = [b"%03d" % i + b"x" * 97 for i in range(100)]  # distinct objects, as paho makes them
+
+    def paho_thread() -> None:  # paho's network thread: twin traffic is not an input
+        tap("$iothub/twin/res/200/?$rid=1", b"{}")
+        for i, payload in enumerate(payloads):
+            tap(topic(i), payload)
+
+    await asyncio.to_thread(paho_thread)
+    assert journal.appended == 100  # all on disk, though the SDK has handed over none yet
+    intake.start()
+
+    def sdk_messages(ids: range) -> list[Message]:
+        out = []
+        for i in ids:
+            message = Message(payloads[i], message_id=f"m-{i}")  # the SDK's Message holds paho's payload object
+            message.input_name = "amlInput"
+            out.append(message)
+        return out
+
+    await hand_over(intake, sdk_messages(range(60)))
+    pipeline.gate.set()
+    await wait_for(pipeline, 60)
+    assert [m.message_id for m in pipeline.got] == [f"m-{i}" for i in range(60)]  # not the 40 the SDK still holds
+    assert pipeline.got[1].custom_properties == {"sequenceNumber": "1"} and pipeline.got[1].content_type == "application/json"
+    await hand_over(intake, sdk_messages(range(60, 100)))
+    await wait_for(pipeline, 100)
+    assert [m.message_id for m in pipeline.got] == [f"m-{i}" for i in range(100)]  # each once, in order
+    assert journal.appended == 100 and intake.shed == 0  # handed over: not journaled a second time
+    await intake.close()
+    intake.close_journal()
+
+
+async def test_an_input_an_earlier_run_died_with_too_often_is_set_aside(tmp_path: Path) -> None:
+    first = IntakeJournal(tmp_path, 10 * 1024 * 1024)
+    first.open()
+    earlier = [InMessage(b"{}", f"old-{i}", "amlInput") for i in range(3)]
+    first.append(earlier)
+    for _ in range(3):  # three runs died with old-1 in the model
+        first.mark_tried([earlier[1].journal_seq or 0])
+    pipeline = GatedPipeline()
+    intake = Intake(pipeline, asyncio.get_running_loop(), IntakeJournal(tmp_path, 10 * 1024 * 1024), replay_limit=3)
+    intake.start()
+    pipeline.gate.set()
+    await wait_for(pipeline, 3)
+    assert [m.message_id for m in pipeline.got] == ["old-0", "old-2"]
+    assert [(m.message_id, code) for m, code in pipeline.rejected] == [("old-1", "poison_input")]
+    assert intake.poisoned == 1
+    await intake.close()
+    intake.close_journal()

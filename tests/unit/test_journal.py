@@ -119,3 +119,67 @@ def test_the_files_are_private(tmp_path: Path) -> None:
     journal.close()
     for path in tmp_path.glob("seg-*.log"):
         assert os.stat(path).st_mode & 0o077 == 0
+
+
+def test_tries_of_an_earlier_run_are_counted_per_input_across_runs(tmp_path: Path) -> None:
+    journal, *_ = opened(tmp_path)
+    sent = [msg(i) for i in range(4)]
+    journal.append(sent)
+    # no close(): the process dies; the next run replays the four and puts m-1 and m-2 into the model
+    for run in range(3):
+        again, unsettled, first = opened(tmp_path)
+        assert unsettled == 4
+        back = again.read_inputs(first, 100)
+        assert [m.attempts for m in back] == [0, run, run, 0]  # TRY records written by the runs before
+        new = [msg(100 + run)]
+        again.append(new)
+        assert new[0].attempts is None  # this run's own inputs are not replays
+        again.mark_tried([back[1].journal_seq or 0, back[2].journal_seq or 0])
+        again.settle([new[0].journal_seq or 0])
+        again.flush()  # dies with m-1 and m-2 in the model
+    final, unsettled, first = opened(tmp_path)
+    assert [(m.message_id, m.attempts) for m in final.read_inputs(first, 100)] == [
+        ("m-0", 0),
+        ("m-1", 3),
+        ("m-2", 3),
+        ("m-3", 0),
+    ]
+    final.close()
+
+
+def test_appends_from_other_threads_while_the_loop_settles_lose_nothing(tmp_path: Path) -> None:
+    """The edgeHub adapter lands inputs on paho's thread while the loop settles and flushes."""
+    import threading
+
+    journal, *_ = opened(tmp_path, segment_bytes=2048)
+    per_thread = 2000
+    landed: list[list[InMessage]] = [[], []]
+
+    def land(k: int) -> None:
+        for i in range(per_thread):
+            m = msg(k * per_thread + i)
+            assert journal.append([m]) == []
+            landed[k].append(m)
+
+    threads = [threading.Thread(target=land, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    settled: set[int] = set()
+    while any(t.is_alive() for t in threads) or len(settled) < 2 * per_thread // 2:
+        ready = [m.journal_seq for k in range(2) for m in landed[k][: len(landed[k])] if m.journal_seq]
+        batch = [s for s in ready if s % 2 == 0 and s not in settled][:50]
+        journal.settle(batch)
+        settled.update(batch)
+        journal.flush()
+        if not batch and not any(t.is_alive() for t in threads):
+            break
+    for t in threads:
+        t.join(timeout=30)
+    seqs = sorted(m.journal_seq or 0 for k in range(2) for m in landed[k])
+    assert seqs == list(range(1, 2 * per_thread + 1))  # every input one seq, none twice
+    # the process dies here: exactly the unsettled (odd) inputs come back
+    again, unsettled, first = opened(tmp_path)
+    back = again.read_inputs(first, 10 * per_thread)
+    assert unsettled == len(back) == 2 * per_thread - len(settled)
+    assert {m.journal_seq for m in back} == {s for s in seqs if s not in settled}
+    again.close()

@@ -224,3 +224,28 @@ async def test_a_sink_failure_loses_only_that_output_and_is_counted(settings, sc
     assert [m.correlation_id for m in sink.messages] == [f"m-{i}" for i in range(10) if i != 3]
     assert pipeline.stats.send_failures == 1
     assert pipeline.stats.predictions == 10
+
+
+async def test_replayed_inputs_are_recorded_before_the_model_and_suspects_go_in_alone(settings, scorer) -> None:
+    """The journal's TRY records: journaled inputs are named before run() sees them; a batch holding one that
+    was in the model when a run died goes in one at a time, so that only the culprit counts the next death."""
+    sink = ListSink()
+    pipeline = Pipeline(settings, scorer, sink)
+    tried: list[list[int]] = []
+    pipeline.before_scoring = lambda seqs: tried.append(list(seqs))
+    msgs = [InMessage(body(reading(40.0 + i)), f"m-{i}", "amlInput", journal_seq=i + 1) for i in range(6)]
+    for m in msgs[:3]:
+        m.attempts = 0  # an earlier run's, never in the model
+    await pipeline.start()
+    for m in msgs[:3]:
+        await pipeline.submit(m)
+    await pipeline.wait_idle()
+    calls_before = pipeline.processor.run_calls
+    msgs[3].attempts, msgs[4].attempts = 1, 0  # m-3 was in the model when a run died
+    for m in msgs[3:]:
+        await pipeline.submit(m)
+    await pipeline.close()
+    assert [o.correlation_id for o in sink.on("amlOutput")] == [f"m-{i}" for i in range(6)]
+    assert tried[0] == [1, 2, 3]  # one batch, named as a whole
+    assert tried[1:] == [[4], [5], [6]]  # the suspect's batch: one by one
+    assert pipeline.processor.run_calls - calls_before == 3

@@ -35,7 +35,8 @@ DEAF_EXIT_DRAIN_S = 1.0  # what the pipeline can still finish before a deaf modu
 
 async def load_model(settings: Settings) -> Scorer:
     """Load and verify the model directory and its script, on a worker thread (it takes seconds)."""
-    return await asyncio.to_thread(load_scorer, settings.model_dir, settings.score_script, settings.allow_version_mismatch)
+    s = settings
+    return await asyncio.to_thread(load_scorer, s.model_dir, s.score_script, s.allow_version_mismatch, s.script_input)
 
 
 async def open_pipeline(settings: Settings, sink: Sink, scorer: Scorer | None = None) -> Pipeline:

@@ -58,11 +58,29 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser(
         "register",
-        help="install a trained model file into the model directory (it unpickles the file: register only files you trust)",
+        help="install a trained model file, or a directory of a registered Azure ML model's files, into the model "
+        "directory (it unpickles the main model file: register only files you trust)",
     )
-    r.add_argument("model_file", help="a joblib or pickle file of a fitted estimator")
+    r.add_argument(
+        "source",
+        metavar="MODEL",
+        help="a joblib or pickle file of a fitted estimator, or a directory holding what AZUREML_MODEL_DIR would "
+        "(files and sub-folders keep their names and layout); the model directory itself adopts it as it is",
+    )
     r.add_argument("--name", required=True)
-    r.add_argument("--features", required=True, help="comma-separated dotted paths, e.g. machine.temperature,machine.pressure")
+    r.add_argument(
+        "--features",
+        default="",
+        help="comma-separated dotted paths, e.g. machine.temperature,machine.pressure; required for the built-in "
+        "score.py, optional when SCORE_SCRIPT names your own (an Azure ML score.py takes raw JSON)",
+    )
+    r.add_argument(
+        "--file",
+        default=None,
+        metavar="PATH",
+        help="for a directory: the main model file the built-in score.py loads, relative to it "
+        "(default: its only *.pkl or *.joblib)",
+    )
     r.add_argument("--labels", default="", help="comma-separated names of the model's classes, in order")
     r.add_argument("--description", default="")
     r.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
@@ -157,16 +175,20 @@ def main(argv: list[str] | None = None) -> int:
             from app.model.register import register
 
             manifest = register(
-                args.model_file,
+                args.source,
                 args.model_dir or settings.model_dir,
                 name=args.name,
                 features=[f.strip() for f in args.features.split(",") if f.strip()],
                 description=args.description,
                 tags=_tags(args.tag),
                 labels=[x.strip() for x in args.labels.split(",") if x.strip()] or None,
+                file=args.file,
+                # The built-in score.py builds rows from the features; an own (Azure ML) script takes raw JSON.
+                require_features=not settings.score_script,
             )
             where = args.model_dir or settings.model_dir
-            print(f"registered {manifest.name} v{manifest.version} ({manifest.sha256[:12]}) in {where}")
+            count = f": {len(manifest.files)} files" if len(manifest.files) > 1 else ""
+            print(f"registered {manifest.name} v{manifest.version} ({manifest.sha256[:12]}) in {where}{count}")
             return 0
     except (ModelDirError, ScriptLoadError, RegisterError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {_reason(exc)}", file=sys.stderr)

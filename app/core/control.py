@@ -187,7 +187,8 @@ class Controller:
     async def _switch(self, settings: Settings, force_load: bool = False) -> None:
         current = self.pipeline.settings
         scorer = None
-        if force_load or (settings.model_dir, settings.score_script) != (current.model_dir, current.score_script):
+        loaded_by = (settings.model_dir, settings.score_script, settings.script_input)
+        if force_load or loaded_by != (current.model_dir, current.score_script, current.script_input):
             self._check_roots(settings)
             scorer = await self._load(settings)
         try:
@@ -225,7 +226,7 @@ class Controller:
         started = time.perf_counter()
         try:
             scorer = await asyncio.to_thread(
-                load_scorer, settings.model_dir, settings.score_script, settings.allow_version_mismatch
+                load_scorer, settings.model_dir, settings.score_script, settings.allow_version_mismatch, settings.script_input
             )
         except (ModelDirError, ScriptLoadError, OSError, ValueError) as exc:
             raise ChangeRefused(ErrorCode.MODEL_REJECTED, str(exc)) from None

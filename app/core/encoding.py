@@ -90,6 +90,14 @@ class Encoder:
             )
         return OutMessage(self.output, body, msg.message_id, props, CONTENT_TYPE, CONTENT_ENCODING, 1, settles=_settles(msg))
 
+    def answer(self, msg: InMessage, body: bytes) -> OutMessage:
+        """The output for a script's own answer (message input): its JSON body as it is."""
+        props = msg.custom_properties
+        if output_size(body, props) > MESSAGE_LIMIT_BYTES:
+            limit = MESSAGE_LIMIT_BYTES
+            raise OutputTooLarge(f"run()'s answer would be a {len(body)}-byte message, over IoT Hub's {limit}-byte limit")
+        return OutMessage(self.output, body, msg.message_id, props, CONTENT_TYPE, CONTENT_ENCODING, 1, settles=_settles(msg))
+
     def item(self, msg: InMessage, shape: str, results: Sequence[Any], contexts: Sequence[dict[str, Any]]) -> OutMessage:
         """One input's predictions as an aggregate item, with its message id (AggregatingSink packs it)."""
         content = self.content(shape, results, contexts)

@@ -23,6 +23,7 @@ class ErrorCode(StrEnum):
     OVERSIZED = "oversized"
     UNKNOWN_INPUT = "unknown_input"
     SCORING_FAILED = "scoring_failed"
+    SCRIPT_REFUSED = "script_refused"  # an Azure ML script (or its input schema) refused the body: a 4xx answer
     OUTPUT_ERROR = "output_error"
     INTERNAL_ERROR = "internal_error"
     # requests (HTTP /score, the `score` method) that get no outcome

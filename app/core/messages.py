@@ -10,6 +10,15 @@ CONTENT_TYPE = "application/json"
 CONTENT_ENCODING = "utf-8"
 
 
+@dataclass(slots=True, frozen=True)
+class RequestInfo:
+    """What an HTTP request adds to its body, for a script that reads it (Azure ML's request_headers, GET)."""
+
+    method: str = "POST"
+    query: str = ""  # raw, undecoded
+    headers: tuple[tuple[str, str], ...] = ()
+
+
 @dataclass(slots=True)
 class InMessage:
     body: bytes
@@ -23,6 +32,7 @@ class InMessage:
     journal_seq: int | None = None  # its record in the intake journal, settled once its outcome is delivered
     # Replayed from an earlier run's journal: how many runs died while it was in the model (None: this run's).
     attempts: int | None = None
+    request: RequestInfo | None = None  # an HTTP request's method, query and headers (None: an edge message)
 
 
 @dataclass(slots=True)

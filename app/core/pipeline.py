@@ -66,6 +66,8 @@ class Pipeline:
         self._install(settings, scorer)
 
     def _features(self, settings: Settings, scorer: Scorer) -> tuple[str, ...]:
+        if scorer.message_input:  # bodies go to run() as they are: no rows to read
+            return settings.features
         manifest = scorer.manifest
         features = settings.features or tuple(manifest.features)
         if len(features) != scorer.n_features:
@@ -87,7 +89,8 @@ class Pipeline:
             manifest.name, manifest.version, settings.output_name, settings.error_output_name, settings.error_input_max_bytes
         )
         self.processor = BatchProcessor(
-            FeatureReader(features, settings.passthrough_fields, settings.max_message_bytes),
+            # Message input reads no rows: run() takes each body as it is.
+            FeatureReader(features, settings.passthrough_fields, settings.max_message_bytes) if features else None,
             scorer,
             encoder,
             settings.max_batch_size,

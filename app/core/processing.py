@@ -16,8 +16,9 @@ from typing import Any
 from app.core.decoding import Decoded, FeatureReader
 from app.core.encoding import Encoder, OutputTooLarge
 from app.core.errors import ErrorCode, MessageError
-from app.core.messages import InMessage, OutMessage
+from app.core.messages import CONTENT_TYPE, InMessage, OutMessage
 from app.core.stats import ModelStats
+from app.model.azureml.entry import Answer
 from app.model.scorer import Scorer
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,12 @@ class Outcome:
     error: str | None = None  # the error code, for an error record
     rows: int = 0
     results: list[Any] | None = None  # run()'s results for this message's rows (for HTTP replies)
+    answer: Answer | None = None  # an Azure ML script's own answer (message input): HTTP sends it as it is
 
 
 Pending = tuple[int, InMessage, Decoded]
 REASON_MAX_CHARS = 500
+_NO_OUTPUT = OutMessage("", b"")  # an HTTP reply's outcome: the answer is sent, not an output message
 
 
 def _short(exc: BaseException) -> str:
@@ -47,7 +50,7 @@ def _short(exc: BaseException) -> str:
 class BatchProcessor:
     def __init__(
         self,
-        reader: FeatureReader,
+        reader: FeatureReader | None,
         scorer: Scorer,
         encoder: Encoder,
         max_rows: int,
@@ -74,8 +77,10 @@ class BatchProcessor:
     def __call__(self, messages: list[InMessage]) -> list[Outcome]:
         outcomes: list[Any] = [None] * len(messages)
         pending: list[Pending] = []
-        decode = self._reader.decode
+        decode = self._reader.decode if self._reader is not None else None
         inputs = self._inputs
+        scorer = self._scorer
+        answering: list[tuple[int, InMessage]] = []  # each to run() as a request body (message input)
         for i, msg in enumerate(messages):
             if msg.reply is not None and msg.reply.done():  # its requester has gone (or timed out): do not score it
                 outcomes[i] = self.error(msg, ErrorCode.ABANDONED, "the requester left before the model took it")
@@ -84,6 +89,9 @@ class BatchProcessor:
                 scored = ", ".join(sorted(inputs))
                 reason = f"input '{msg.input_name}' is not scored; add it to INPUT_NAMES ({scored}) or fix the route"
                 outcomes[i] = self.error(msg, ErrorCode.UNKNOWN_INPUT, reason)
+                continue
+            if decode is None or (scorer.azureml and (msg.reply is not None or scorer.message_input)):
+                answering.append((i, msg))  # no rows to read (message input): the body goes to run() as it is
                 continue
             try:
                 pending.append((i, msg, decode(msg.body, msg.content_type)))
@@ -94,7 +102,33 @@ class BatchProcessor:
                 outcomes[i] = self.error(msg, ErrorCode.INTERNAL_ERROR, f"the module could not decode this body: {_short(exc)}")
         for group in self._groups(pending):
             self._score(group, outcomes)
+        for i, msg in answering:
+            outcomes[i] = self._answer(msg)
         return outcomes
+
+    def _answer(self, msg: InMessage) -> Outcome:
+        """Message input: the body to run() as Azure ML's server would hand it over; its answer is the outcome."""
+        request = msg.request
+        if request is not None:
+            answer = self._scorer.answer(msg.body, request.headers, request.method, request.query)
+        else:  # an edge message: its properties are the request's headers; no content type means JSON
+            headers = {**msg.custom_properties, "Content-Type": msg.content_type or CONTENT_TYPE}
+            answer = self._scorer.answer(msg.body, headers)
+        stats = self.stats
+        stats.run_calls += 1
+        code = None if answer.status < 400 else ErrorCode.SCORING_FAILED if answer.status >= 500 else ErrorCode.SCRIPT_REFUSED
+        if msg.reply is not None:
+            return Outcome(msg, _NO_OUTPUT, error=code, rows=1, answer=answer)
+        if code is not None:
+            return self.error(msg, code, self._scorer.failure(answer)[:REASON_MAX_CHARS])
+        if not answer.content_type.startswith(CONTENT_TYPE):
+            reason = f"run() answered with {answer.content_type or 'no content type'}, not JSON: {answer.body[:100]!r}"
+            return self.error(msg, ErrorCode.OUTPUT_ERROR, reason)
+        stats.rows_scored += 1
+        try:
+            return Outcome(msg, self._encoder.answer(msg, answer.body), rows=1, answer=answer)
+        except OutputTooLarge as exc:
+            return self.error(msg, ErrorCode.OUTPUT_ERROR, str(exc))
 
     def _groups(self, pending: list[Pending]) -> Iterator[list[Pending]]:
         """Consecutive messages with at most max_rows rows together; a message is never split."""

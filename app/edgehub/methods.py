@@ -25,6 +25,7 @@ from azure.iot.device.aio import IoTHubModuleClient
 
 from app.core.control import ChangeRefused, Controller
 from app.core.errors import ErrorCode
+from app.core.messages import CONTENT_TYPE, RequestInfo
 from app.core.requests import score_request
 from edgekit.handoff import Handoff
 
@@ -82,8 +83,14 @@ class MethodHandler:
             except (TypeError, ValueError, RecursionError) as exc:
                 return 400, {"code": ErrorCode.BAD_PAYLOAD, "reason": f"the payload cannot be read as a body: {exc}"[:300]}
         health = self._controller.health
-        reply = await score_request(self._controller.pipeline, body, f"method-{uuid.uuid4().hex}", health.ready, health.status)
-        return reply.status, orjson.loads(reply.body)
+        # As a JSON POST to /score: an Azure ML script answers as it would to Azure ML's server.
+        request = RequestInfo(headers=(("Content-Type", CONTENT_TYPE),))
+        request_id = f"method-{uuid.uuid4().hex}"
+        reply = await score_request(self._controller.pipeline, body, request_id, health.ready, health.status, request=request)
+        try:
+            return reply.status, orjson.loads(reply.body)
+        except orjson.JSONDecodeError:  # a script's own text answer (or json.dumps' NaN): as a string
+            return reply.status, reply.body.decode("utf-8", "replace")
 
     async def _reload(self, payload: Any) -> tuple[int, Any]:
         if payload in (None, "", {}):

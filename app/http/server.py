@@ -6,7 +6,12 @@ and batcher as the edgeHub route, so HTTP requests and edge messages batch toget
   per-row results, as Azure ML's server returns run()'s output. 400 with the error record; 413
   over MAX_MESSAGE_BYTES; 503 with Retry-After while the queue is full or the model is not ready.
 - GET / ("Healthy", as Azure ML's server answers), GET /live, GET /ready (503 until the model is
-  loaded and while stopping).
+  loaded and while stopping), GET /swagger.json (the script's OpenAPI document, as Azure ML's server
+  builds it).
+- With an Azure ML script (not INPUT_FORMAT = "ndarray"), /score answers exactly as Azure ML's server
+  (azmlinfsrv 1.5.1) does for the same script: every method, the body handed to run() as it is, the
+  status, body, content type and headers of its answer (app/model/azureml). Requests still queue in
+  the shared batcher and run on the one model thread.
 - GET /metrics: Prometheus text, read from the pipeline's counters at scrape time.
 
 Hardening (README "HTTP security"): an optional bearer token (auth.py) on everything but GET
@@ -27,6 +32,7 @@ from aiohttp.typedefs import Handler
 
 from app.core.control import Health
 from app.core.errors import ErrorCode
+from app.core.messages import RequestInfo
 from app.core.pipeline import Pipeline
 from app.core.requests import score_request
 from app.http.auth import BearerAuth, load_token
@@ -35,6 +41,7 @@ from app.http.errors import JSON, HttpStats, code_for_status, error_response, js
 from app.http.guard import CONTINUE_SENT, ConnectionGuard, GuardedRunner, reading_body
 from app.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.http.metrics import metrics_text, registry_for
+from app.model.azureml import answers
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,12 @@ KEEPALIVE_BACKSTOP_S = 1.0  # aiohttp's own idle timer, a little after ours (gua
 
 def _json(status: int, doc: object, **headers: str) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(doc), content_type=JSON, headers=headers or None)
+
+
+def _answer(request: web.Request, status: int, body: bytes, content_type: str, headers: dict[str, str]) -> web.Response:
+    """A response with exactly this Content-Type (charset and all, or none); HEAD gets the headers only."""
+    headers = {hdrs.CONTENT_TYPE: content_type, **headers} if content_type else dict(headers)
+    return web.Response(status=status, body=None if request.method == hdrs.METH_HEAD else body, headers=headers)
 
 
 def make_app(pipeline: Pipeline, health: Health, *, token: str | None = None, stats: HttpStats | None = None) -> web.Application:
@@ -101,6 +114,9 @@ def make_app(pipeline: Pipeline, health: Health, *, token: str | None = None, st
         return None
 
     async def score(request: web.Request) -> web.Response:
+        azureml = pipeline.scorer.azureml  # an Azure ML script: every method goes to it, as to Azure ML's server
+        if request.method != hdrs.METH_POST and not azureml:
+            raise web.HTTPMethodNotAllowed(request.method, [hdrs.METH_POST])
         reading_body(request, True)  # a slow body may be evicted when the connections run out
         try:
             body = await read_body(request, max_bytes, read_timeout_s)
@@ -110,14 +126,21 @@ def make_app(pipeline: Pipeline, health: Health, *, token: str | None = None, st
         finally:
             reading_body(request, False)
         request_id = request.headers.get("x-ms-request-id") or request.headers.get("x-request-id") or uuid.uuid4().hex
+        info = RequestInfo(request.method, request.query_string, tuple(request.headers.items())) if azureml else None
         # Cancelled with the handler when the client goes away (handler_cancellation): score_request's
         # wait for the reply is then cancelled, and the reply future with it.
-        reply = await score_request(pipeline, body, request_id, health.ready, health.status, request.content_type)
-        headers = {"Retry-After": RETRY_AFTER_S} if reply.retry else None
-        return web.Response(status=reply.status, body=reply.body, content_type=JSON, headers=headers)
+        reply = await score_request(pipeline, body, request_id, health.ready, health.status, request.content_type, info)
+        headers = {"Retry-After": RETRY_AFTER_S} if reply.retry else {}
+        return _answer(request, reply.status, reply.body, reply.content_type, headers | reply.headers)
 
-    async def root(_: web.Request) -> web.Response:
-        return web.Response(text="Healthy")
+    async def root(request: web.Request) -> web.Response:
+        answer = answers.health(request.headers.items())  # "Healthy", with Azure ML's request-id headers
+        return _answer(request, answer.status, answer.body, answer.content_type, answer.headers)
+
+    async def swagger(request: web.Request) -> web.Response:
+        """The script's OpenAPI document, as Azure ML's server builds it (inference_schema decorations)."""
+        answer = pipeline.scorer.entry.swagger(request.query.get("version"), headers=request.headers.items())
+        return _answer(request, answer.status, answer.body, answer.content_type, answer.headers)
 
     async def live(_: web.Request) -> web.Response:
         # 503 once the watchdog found the module deaf or stuck (it exits next): the HEALTHCHECK sees it too.
@@ -150,8 +173,9 @@ def make_app(pipeline: Pipeline, health: Health, *, token: str | None = None, st
     app[HTTP_STATS] = stats
     app.add_routes(
         [
-            web.post("/score", score, expect_handler=expect),
+            web.route(hdrs.METH_ANY, "/score", score, expect_handler=expect),
             web.get("/", root, expect_handler=expect),
+            web.get("/swagger.json", swagger, expect_handler=expect),
             web.get("/live", live, expect_handler=expect),
             web.get("/ready", ready, expect_handler=expect),
             web.get("/metrics", metrics, expect_handler=expect),

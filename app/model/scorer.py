@@ -1,21 +1,25 @@
-"""The scoring contract: load a score.py (init/run) beside a verified model directory and call it
-on batches of feature rows.
+"""The scoring contract: a score.py (init/run) beside a verified model directory, called the way the
+script expects.
 
-Two script styles, told apart by a module-level constant:
-- INPUT_FORMAT = "ndarray": run(input_data) gets a 2-D float64 numpy array and returns one result
-  per row (list or array). The built-in app/score.py is of this kind.
-- anything else (an Azure ML script, unchanged): run(raw_data) gets a JSON string
-  '{"data": [[...], ...]}' and returns a JSON-serializable list, or a JSON string of one.
+Every script is loaded as Azure ML's server loads it (app/model/azureml: AZUREML_MODEL_DIR set, the
+`Model` shim, init() with no arguments). Then two ways to call run():
+- rows: run() is called once per micro-batch with the batch's feature rows, one result per row back.
+  A script with INPUT_FORMAT = "ndarray" (the built-in app/model/score.py) gets a 2-D float64 numpy
+  array; an Azure ML script gets what Azure ML's server would give it for the body
+  '{"data": [[...], ...]}' (the text, or parsed parameters if it is inference_schema-decorated) and
+  may answer with a list, a JSON string of one, or a dict holding one list (`{"result": [...]}`).
+- message: each message body is handed to run() unchanged, exactly as Azure ML's server hands it a
+  request body, and what it answers is the output (the Azure ML IoT Edge tutorial's iot_score.py).
+  HTTP POST /score always calls an Azure ML script this way: the answers are azmlinfsrv's.
+SCRIPT_INPUT picks the edge messages' way; `auto` is rows when the features are known (manifest or
+FEATURES) and message otherwise.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
-import sys
-import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -24,11 +28,14 @@ from typing import Any
 import numpy as np
 import orjson
 
+from app.model.azureml.entry import Answer, EntryScript, EntryScriptError
 from app.model.modeldir import Manifest, verify_model_dir
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SCRIPT = Path(__file__).with_name("score.py")
+SCRIPT_INPUTS = ("auto", "rows", "message")
+_JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class ScoringError(RuntimeError):
@@ -39,39 +46,24 @@ class ScriptLoadError(RuntimeError):
     """The scoring script could not be imported or its init() failed."""
 
 
-def _last_frame(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
-
-
-def _import_script(path: Path) -> ModuleType:
-    if not path.is_file():
-        raise ScriptLoadError(f"scoring script {path} does not exist (SCORE_SCRIPT)")
-    # A unique module name, so a reload or a second model gets a fresh module.
-    name = f"_score_{abs(hash(str(path.resolve())))}_{len(sys.modules)}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ScriptLoadError(f"scoring script {path} cannot be imported")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        raise ScriptLoadError(f"importing {path} failed: {_last_frame(exc)}") from exc
-    for fn in ("init", "run"):
-        if not callable(getattr(module, fn, None)):
-            raise ScriptLoadError(f"scoring script {path} has no {fn}() function")
-    return module
-
-
 @dataclass
 class Scorer:
-    """A loaded model: its manifest and its script's run(), adapted to batches of rows."""
+    """A loaded model: its manifest and its script, with run() adapted to batches of rows or to messages."""
 
     manifest: Manifest
-    script: ModuleType
+    entry: EntryScript
     script_path: Path
-    ndarray_input: bool
+    ndarray_input: bool  # INPUT_FORMAT = "ndarray": run() takes a numpy batch (rows only)
+    message_input: bool = False  # edge messages go to run() one by one, as request bodies (SCRIPT_INPUT)
+
+    @property
+    def script(self) -> ModuleType:
+        return self.entry.module
+
+    @property
+    def azureml(self) -> bool:
+        """An Azure ML script: HTTP answers for it are azmlinfsrv's (status, body, headers)."""
+        return not self.ndarray_input
 
     @property
     def n_features(self) -> int:
@@ -91,14 +83,19 @@ class Scorer:
         if self.ndarray_input:
             out = self.script.run(np.asarray(rows, dtype=np.float64))
         else:
-            out = self.script.run(orjson.dumps({"data": rows}).decode())
-            if isinstance(out, (str, bytes)):
+            answer = self.entry.score(orjson.dumps({"data": rows}), _JSON_HEADERS)
+            if answer.status != 200:
+                raise ScoringError(self.failure(answer))
+            try:
+                out = orjson.loads(answer.body)
+            except orjson.JSONDecodeError:
+                raise ScoringError(f"run() answered something that is not JSON: {answer.body[:200]!r}") from None
+            if isinstance(out, str):  # a script that json.dumps its own result
                 try:
                     out = orjson.loads(out)
                 except orjson.JSONDecodeError:
-                    raise ScoringError(f"run() returned a string that is not JSON: {str(out)[:200]!r}") from None
-            if isinstance(out, dict) and set(out) == {"error"}:
-                raise ScoringError(f"run() reported an error: {str(out['error'])[:500]}")
+                    raise ScoringError(f"run() returned a string that is not JSON: {out[:200]!r}") from None
+            out = _unwrapped(out, len(rows))
         if isinstance(out, np.ndarray):
             out = out.tolist()
         if not isinstance(out, (list, tuple)):
@@ -107,34 +104,98 @@ class Scorer:
             raise ScoringError(f"run() returned {len(out)} results for {len(rows)} rows")
         return list(out)
 
+    def answer(
+        self, body: bytes, headers: Mapping[str, str] | Iterable[tuple[str, str]], method: str = "POST", query: str = ""
+    ) -> Answer:
+        """What Azure ML's server answers for this request to /score (never raises). Called off the event loop."""
+        return self.entry.score(body, headers, method=method, query=query)
 
-def load_scorer(model_dir: str | Path, script: str | Path = "", allow_version_mismatch: bool = False) -> Scorer:
-    """Verify the model directory, import the script, call its init() and try one row."""
+    def failure(self, answer: Answer) -> str:
+        """Why a /score answer is not a success, for an error record: what run() raised if it did, else the answer."""
+        if self.entry.last_failure:
+            return self.entry.last_failure
+        try:
+            doc = orjson.loads(answer.body)
+        except orjson.JSONDecodeError:
+            doc = None
+        message = doc.get("message") if isinstance(doc, dict) else None
+        text = str(message) if message is not None else answer.body[:300].decode("utf-8", "replace")
+        return f"the script's answer was {answer.status}: {text}"
+
+
+def _unwrapped(out: Any, rows: int) -> Any:
+    """An AutoML-style dict holding the one list of results ({"result": [...]}) -> that list."""
+    if isinstance(out, dict):
+        lists = [v for v in out.values() if isinstance(v, list) and len(v) == rows]
+        if len(lists) == 1:
+            return lists[0]
+        if set(out) == {"error"}:
+            raise ScoringError(f"run() reported an error: {str(out['error'])[:500]}")
+    return out
+
+
+def _input_mode(choice: str, ndarray_input: bool, manifest: Manifest) -> bool:
+    """True for message input (see SCRIPT_INPUT)."""
+    if ndarray_input:
+        if choice == "message":
+            raise ScriptLoadError('SCRIPT_INPUT=message needs an Azure ML script: this one declares INPUT_FORMAT = "ndarray"')
+        return False
+    if choice == "auto":
+        return not manifest.features
+    return choice == "message"
+
+
+def load_scorer(
+    model_dir: str | Path, script: str | Path = "", allow_version_mismatch: bool = False, script_input: str = "auto"
+) -> Scorer:
+    """Verify the model directory, load the script (init()), and try it: a row of zeros in rows mode,
+    the script's own sample input (inference_schema) in message mode."""
     model_dir = Path(model_dir).resolve()
-    manifest = verify_model_dir(model_dir, allow_version_mismatch)
-    # Azure ML scripts find their model through this variable; point it at the verified directory.
-    os.environ["AZUREML_MODEL_DIR"] = str(model_dir)
     script_path = Path(script) if script else DEFAULT_SCRIPT
-    module = _import_script(script_path)
-    ndarray_input = str(getattr(module, "INPUT_FORMAT", "json")).lower() == "ndarray"
+    if not script_path.is_file():
+        raise ScriptLoadError(f"scoring script {script_path} does not exist (SCORE_SCRIPT / AZUREML_ENTRY_SCRIPT)")
+    # Our score.py reads our manifest; an Azure ML script may come with a downloaded model as it is (warned).
+    manifest = verify_model_dir(model_dir, allow_version_mismatch, require_manifest=script_path == DEFAULT_SCRIPT)
     try:
-        module.init()
-    except Exception as exc:
-        raise ScriptLoadError(f"init() of {script_path} failed: {_last_frame(exc)}") from exc
-    scorer = Scorer(manifest, module, script_path, ndarray_input)
-    try:
-        scorer.score([[0.0] * scorer.n_features])
-    except Exception as exc:
-        raise ScriptLoadError(
-            f"a trial prediction on one row of {scorer.n_features} features "
-            f"({', '.join(manifest.features)}) failed: {_last_frame(exc)}"
-        ) from exc
+        entry = EntryScript.load(script_path, model_dir)
+    except EntryScriptError as exc:
+        raise ScriptLoadError(str(exc)) from exc  # azmlinfsrv's own words, with the script's path or failing line
+    # Loading set AZUREML_MODEL_DIR for the script; keep it pointing at the verified directory.
+    os.environ["AZUREML_MODEL_DIR"] = str(model_dir)
+    ndarray_input = str(getattr(entry.module, "INPUT_FORMAT", "json")).lower() == "ndarray"
+    scorer = Scorer(manifest, entry, script_path, ndarray_input, _input_mode(script_input, ndarray_input, manifest))
+    _trial(scorer)
     log.info(
         "model loaded: %s v%s (%s), script %s (%s input)",
         manifest.name,
         manifest.version,
         manifest.sha256[:12],
         script_path.name,
-        "ndarray" if ndarray_input else "json",
+        "ndarray rows" if ndarray_input else "message" if scorer.message_input else "Azure ML rows",
     )
     return scorer
+
+
+def _trial(scorer: Scorer) -> None:
+    manifest = scorer.manifest
+    if not scorer.message_input:
+        if not scorer.n_features:
+            raise ScriptLoadError(
+                "rows input needs the model's features: register it with --features, "
+                "or set SCRIPT_INPUT=message to hand each message body to run() as it is"
+            )
+        try:
+            scorer.score([[0.0] * scorer.n_features])
+        except Exception as exc:
+            raise ScriptLoadError(
+                f"a trial prediction on one row of {scorer.n_features} features ({', '.join(manifest.features)}) failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return
+    sample = scorer.entry.sample_input()
+    if sample is None:
+        log.info("no trial for %s: its run() declares no sample input (inference_schema)", scorer.script_path.name)
+        return
+    answer = scorer.answer(sample, _JSON_HEADERS)
+    if answer.status >= 500:
+        raise ScriptLoadError(f"a trial with the script's own sample input failed: {scorer.failure(answer)}")

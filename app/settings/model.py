@@ -115,8 +115,18 @@ class Settings:
         live=True,
         max_length=4096,
         help="Path to your own score.py.",
-        default_text="the built-in app/model/score.py",
+        default_text="$AZUREML_ENTRY_SCRIPT, else the built-in app/model/score.py",
         twin_text="path (a volume mounted into the container)",
+    )
+    script_input: str = setting(
+        "auto",
+        env="SCRIPT_INPUT",
+        live=True,
+        choices=("auto", "rows", "message"),
+        help="How an Azure ML script meets edgeHub messages: rows (one run() per micro-batch on the decoded feature "
+        "rows), message (each body to run() unchanged, its answer the output, as the Azure ML IoT Edge tutorial did), "
+        "auto (rows when the model's manifest names its features, else message). HTTP /score always answers as Azure "
+        "ML's server does.",
     )
     # -- fixed for the life of the process (environment only) --
     queue_size: int = setting(
@@ -270,16 +280,20 @@ def checked(settings: Settings) -> Settings:
     return settings
 
 
-def _default_model_dir() -> str:
-    # Azure ML sets AZUREML_MODEL_DIR for the scoring script; honour it the same way.
-    return os.environ.get("AZUREML_MODEL_DIR") or str(REPO_ROOT / "model")
+def _azureml_defaults(environ: Mapping[str, str]) -> dict[str, str]:
+    """Azure ML's server reads AZUREML_MODEL_DIR and AZUREML_ENTRY_SCRIPT: a deployment written for it runs
+    unchanged (MODEL_DIR and SCORE_SCRIPT win when both are set)."""
+    return {
+        "model_dir": environ.get("AZUREML_MODEL_DIR") or str(REPO_ROOT / "model"),
+        "score_script": environ.get("AZUREML_ENTRY_SCRIPT") or "",
+    }
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read settings from the environment; raise ConfigError naming every bad value."""
     environ = os.environ if environ is None else environ
     values, problems = values_from_env(Settings, environ)
-    settings = Settings(**({"model_dir": _default_model_dir()} | values))  # what did not parse keeps its default
+    settings = Settings(**(_azureml_defaults(environ) | values))  # what did not parse keeps its default
     problems += validate(settings)
     if problems:
         raise ConfigError("invalid settings", problems)

@@ -61,10 +61,12 @@ def test_replace_validates() -> None:
         Settings().replace(queue_size=0)
 
 
-def test_azureml_model_dir_is_the_default_model_dir(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AZUREML_MODEL_DIR", "/var/azureml-app/model")
-    assert load_settings({}).model_dir == "/var/azureml-app/model"
-    assert load_settings({"MODEL_DIR": "/x"}).model_dir == "/x"
+def test_azureml_server_variables_are_the_defaults_of_model_dir_and_score_script() -> None:
+    azureml = {"AZUREML_MODEL_DIR": "/var/azureml-app/model", "AZUREML_ENTRY_SCRIPT": "/var/azureml-app/score.py"}
+    settings = load_settings(azureml)
+    assert (settings.model_dir, settings.score_script) == ("/var/azureml-app/model", "/var/azureml-app/score.py")
+    ours = load_settings(azureml | {"MODEL_DIR": "/x", "SCORE_SCRIPT": "/y.py"})  # ours win when both are set
+    assert (ours.model_dir, ours.score_script) == ("/x", "/y.py")
 
 
 def test_every_setting_maps_to_a_field() -> None:

@@ -72,6 +72,7 @@ VALID = [
     ("reportIntervalS", 5, "report_interval_s", 5.0),
     ("modelDir", "/models/v2", "model_dir", "/models/v2"),
     ("scoreScript", "/models/v2/score.py", "score_script", "/models/v2/score.py"),
+    ("scriptInput", "message", "script_input", "message"),
 ]
 
 INVALID = [
@@ -92,6 +93,7 @@ INVALID = [
     ("errorOutputName", "amlOutput", "errorOutputName: must differ from OUTPUT_NAME"),
     ("errorInputMaxBytes", -1, "errorInputMaxBytes: -1 must be 0 or more"),
     ("logLevel", "LOUD", "logLevel: 'LOUD' is not one of DEBUG, INFO, WARNING, ERROR"),
+    ("scriptInput", "batched", "scriptInput: 'batched' is not one of auto, rows, message"),
     ("reportIntervalS", 0.5, "reportIntervalS: 0.5 must be at least 1"),
     ("queueSize", 10, "queueSize: cannot change while running; set QUEUE_SIZE in the module's env"),
     ("httpPort", 8080, "httpPort: cannot change while running; set HTTP_PORT in the module's env"),

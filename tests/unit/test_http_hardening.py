@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -146,6 +147,7 @@ class NeverAnswers:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.taken: list[InMessage] = []
+        self.scorer = SimpleNamespace(azureml=False)  # the built-in script: our own /score answers
 
     def offer(self, msg: InMessage) -> bool:
         self.taken.append(msg)

@@ -43,11 +43,12 @@ def test_register_writes_model_and_manifest(tmp_path: Path, logistic: LogisticRe
     assert on_disk["name"] == "line-fit" and on_disk["version"] == 1
     assert on_disk["features"] == FEATURES and on_disk["labels"] == LABELS
     assert on_disk["tags"] == {"team": "edge"} and on_disk["description"] == "my model"
-    assert on_disk["sha256"] == sha256_of(target / "model.pkl") == sha256_of(source)
+    assert on_disk["sha256"] == sha256_of(target / "mine.joblib") == sha256_of(source)  # registered under its own name
+    assert on_disk["file"] == "mine.joblib" and on_disk["files"] == {"mine.joblib": sha256_of(source)}
     assert on_disk["libraries"] == library_versions()
     assert on_disk["created"].endswith("Z")
     assert manifest.version == 1
-    assert sorted(p.name for p in target.iterdir()) == ["model.json", "model.pkl"]
+    assert sorted(p.name for p in target.iterdir()) == ["mine.joblib", "model.json"]
     scorer = load_scorer(target)
     expected = logistic.predict(np.array([[30.0, 2.0, 21.0, 25.0]]))[0]
     assert scorer.score([[30.0, 2.0, 21.0, 25.0]])[0]["label"] == LABELS[expected]

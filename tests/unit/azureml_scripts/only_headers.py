@@ -1,0 +1,6 @@
+def init():
+    pass
+
+
+def run(request_headers):
+    return request_headers

@@ -80,6 +80,9 @@ def make_app(pipeline: Pipeline, health: Health, *, token: str | None = None, st
             if exc.status < 400:
                 raise
             stats.error(code_for_status(exc.status))
+            if exc.status in (404, 405) and pipeline.scorer.azureml:  # a path or method Azure ML's server has not
+                answer = answers.not_found() if exc.status == 404 else answers.method_not_allowed()
+                return _answer(request, answer.status, answer.body, answer.content_type, answer.headers)
             return json_error_of(exc)
         except ConnectionError:  # the client went away mid-request: nobody to answer, nothing to log
             log.debug("%s %s: the client went away", request.method, request.path)

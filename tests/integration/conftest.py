@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from localedge.broker import Broker, find_mosquitto
 from localedge.certs import CertAuthority, shared_dir
+from localedge.deployment import load_deployment
+from localedge.edge import LocalEdge
 from localedge.processes import ModuleProcess
 from localedge.twin import Twin
 from localedge.wire import EdgeClient, outputs_filter
@@ -93,3 +96,29 @@ def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., M
     yield start
     for process in started:
         process.stop()
+
+
+# --- the local edge -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private control state dir: a developer's own running edge is not touched (the CLI children inherit it)."""
+    path = tmp_path / "state"
+    monkeypatch.setenv("LOCALEDGE_STATE_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+def start_edge(state_dir: Path) -> Iterator[Callable[..., LocalEdge]]:
+    mosquitto_or_skip()
+    edges: list[LocalEdge] = []
+
+    def start(*env: str, manifest: Path | None = None, **options: Any) -> LocalEdge:
+        edge = LocalEdge(load_deployment(manifest, env), **options)
+        edges.append(edge)
+        return edge.start()
+
+    yield start
+    for edge in edges:
+        edge.stop()

@@ -15,7 +15,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,29 +60,6 @@ def write_manifest(
     path = directory / "deployment.test.json"
     path.write_text(json.dumps(doc))
     return path
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private control state dir: a developer's own running edge is not touched (the CLI children inherit it)."""
-    path = tmp_path / "state"
-    monkeypatch.setenv("LOCALEDGE_STATE_DIR", str(path))
-    return path
-
-
-@pytest.fixture
-def start_edge(state_dir: Path) -> Iterator[Callable[..., LocalEdge]]:
-    mosquitto_or_skip()
-    edges: list[LocalEdge] = []
-
-    def start(*env: str, manifest: Path | None = None, **options: Any) -> LocalEdge:
-        edge = LocalEdge(load_deployment(manifest, env), **options)
-        edges.append(edge)
-        return edge.start()
-
-    yield start
-    for edge in edges:
-        edge.stop()
 
 
 def send_to_model(client: EdgeClient, message_id: str, body: bytes) -> Any:

@@ -131,6 +131,22 @@ def _install_model_shim() -> None:
     importlib.invalidate_caches()
 
 
+def _install_legacy_aliases() -> None:
+    """`from sklearn.externals import joblib`: scikit-learn shipped joblib under that name until 0.23 (removed in
+    2020), and the Azure ML -> IoT Edge tutorial's iot_score.py, like every published copy of it, imports it. Azure
+    ML's server refuses such a script at start (exit 3); we point the old name at joblib, which it always was."""
+    if "sklearn.externals.joblib" in sys.modules:
+        return
+    try:
+        import joblib
+        import sklearn.externals
+    except ImportError:
+        return
+    if not hasattr(sklearn.externals, "joblib"):
+        sys.modules["sklearn.externals.joblib"] = joblib
+        sklearn.externals.joblib = joblib
+
+
 def _import_script(script: Path) -> tuple[ModuleType, bool]:
     """Import the script under a new module name (a reload gets a fresh module, and inference-schema, which keys
     its schemas by module and function name, a fresh entry). Like azmlinfsrv, the module is not put in
@@ -232,6 +248,7 @@ class EntryScript:
             raise EntryScriptError(f"Invalid config: {ex}") from None
         _install_api_modules()
         _install_model_shim()
+        _install_legacy_aliases()
         # azmlinfsrv puts its app root on sys.path, so a script imports the modules beside it.
         for directory in dict.fromkeys([str(root), str(script.parent)]):
             if directory not in sys.path:

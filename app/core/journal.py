@@ -9,7 +9,8 @@ takes it over from the SDK's thread), and a clean stop costs nothing.
 
 Format: segment files `seg-<n>.log` of records `[kind u8][length u32][crc32 u32][payload]`:
 - IN (1): an input: seq u64, header length u32, a JSON header (id, input, properties, content
-  type and encoding), the body.
+  type and encoding; or, for an input landed as it came off the wire, {"wire": the transport's own
+  header, e.g. its MQTT topic}, decoded by the transport when read back), the body.
 - DONE (2): seqs (u64 each) whose outcome edgeHub took.
 - TRY (3): seqs of a batch about to go into the model, written before it does (one small write per
   batch). After a restart each unsettled input counts its TRY records: an input that was in the
@@ -38,7 +39,7 @@ import struct
 import threading
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,9 @@ _SEQ = struct.Struct("<Q")
 _HEADER_LEN = struct.Struct("<I")
 SEGMENT_BYTES = 4 * 1024 * 1024
 SYNC_INTERVAL_S = 0.2
+
+
+WireDecoder = Callable[[str, bytes], InMessage]  # (the transport's header, body) -> the input
 
 
 class JournalError(OSError):
@@ -74,8 +78,8 @@ def _record(kind: int, payload: bytes) -> bytes:
     return _HEAD.pack(kind, len(payload), zlib.crc32(payload)) + payload
 
 
-def _encode_input(seq: int, msg: InMessage) -> bytes:
-    header = orjson.dumps(
+def _header_of(msg: InMessage) -> bytes:
+    return orjson.dumps(
         {
             "id": msg.message_id,
             "input": msg.input_name,
@@ -84,26 +88,32 @@ def _encode_input(seq: int, msg: InMessage) -> bytes:
             "ce": msg.content_encoding,
         }
     )
-    return _SEQ.pack(seq) + _HEADER_LEN.pack(len(header)) + header + msg.body
 
 
 def _input_seq(payload: bytes) -> int:
     return int(_SEQ.unpack_from(payload, 0)[0])
 
 
-def _decode_input(payload: bytes) -> InMessage:
+def _decode_input(payload: bytes, decode_wire: WireDecoder | None) -> InMessage:
     start = _SEQ.size + _HEADER_LEN.size
     (header_len,) = _HEADER_LEN.unpack_from(payload, _SEQ.size)
     header = orjson.loads(payload[start : start + header_len])
-    return InMessage(
-        body=payload[start + header_len :],
-        message_id=header["id"],
-        input_name=header["input"],
-        custom_properties=header["props"],
-        content_type=header["ct"],
-        content_encoding=header["ce"],
-        journal_seq=_input_seq(payload),
-    )
+    body = payload[start + header_len :]
+    if "wire" in header:  # landed undecoded: the transport decodes it (as it would have on arrival)
+        if decode_wire is None:
+            raise JournalError("the journal holds inputs as they came off the wire, and no decoder for them was set")
+        msg = decode_wire(header["wire"], body)
+    else:
+        msg = InMessage(
+            body=body,
+            message_id=header["id"],
+            input_name=header["input"],
+            custom_properties=header["props"],
+            content_type=header["ct"],
+            content_encoding=header["ce"],
+        )
+    msg.journal_seq = _input_seq(payload)
+    return msg
 
 
 def _records(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -148,6 +158,7 @@ class IntakeJournal:
         self._done_at_open = array("Q")  # settled in an earlier run: skipped when reading back
         self._tries: dict[int, int] = {}  # an earlier run's input -> times it went into the model (TRY records)
         self.first_seq_of_run = 1  # inputs below it are an earlier run's (replayed)
+        self.decode_wire: WireDecoder | None = None  # for inputs journaled by land(): the transport's decoder
         self.next_seq = 1
         self._fd = -1
         self._lock = threading.Lock()  # the fd and the segment list, against the sync thread
@@ -213,22 +224,38 @@ class IntakeJournal:
 
     def append(self, msgs: Iterable[InMessage]) -> list[InMessage]:
         """Journal the inputs with one write; returns those that did not fit the disk budget (not journaled)."""
+        msgs = list(msgs)
         with self._writing:
-            return self._append(msgs)
+            seqs = self._append([(_header_of(msg), msg.body) for msg in msgs])
+        refused = []
+        for msg, seq in zip(msgs, seqs, strict=True):
+            if seq is None:
+                refused.append(msg)
+            else:
+                msg.journal_seq = seq
+        return refused
 
-    def _append(self, msgs: Iterable[InMessage]) -> list[InMessage]:
+    def land(self, wire_header: str, body: bytes) -> int | None:
+        """Journal one input as it came off the wire, undecoded (the transport's own header, e.g. its MQTT topic):
+        cheap enough for the transport's receiving thread. Read back through `decode_wire` (set it before
+        read_inputs()). Its seq, or None past the disk budget."""
+        with self._writing:
+            return self._append([(orjson.dumps({"wire": wire_header}), body)])[0]
+
+    def _append(self, entries: list[tuple[bytes, bytes]]) -> list[int | None]:
+        """(JSON header, body) of each input -> its seq, or None where the disk budget refused it."""
         if self._fd < 0:
             raise JournalError("the journal is closed")
         chunks: list[bytes] = []
-        refused: list[InMessage] = []
+        seqs: list[int | None] = []
         size = self.size
         if self._pending_done:
             chunks.append(self._done_record())
             size += len(chunks[0])
             self._pending_done = []
-        for msg in msgs:
+        for header, body in entries:
             seq = self.next_seq
-            record = _record(IN, _encode_input(seq, msg))
+            record = _record(IN, _SEQ.pack(seq) + _HEADER_LEN.pack(len(header)) + header + body)
             if size + len(record) > self.max_bytes and self._segments[-1].unsettled == 0:
                 # The head segment holds only settled inputs: start a new one so that it can go.
                 self._write(b"".join(chunks))
@@ -237,11 +264,12 @@ class IntakeJournal:
                 self._drop_settled_segments()
                 size = self.size
             if size + len(record) > self.max_bytes:
-                refused.append(msg)
+                seqs.append(None)
+                self.refused += 1
                 continue
             head = self._segments[-1]
             self.next_seq += 1
-            msg.journal_seq = seq
+            seqs.append(seq)
             chunks.append(record)
             size += len(record)
             if not head.first_seq:
@@ -251,9 +279,8 @@ class IntakeJournal:
             head.last_seq = seq
             head.unsettled += 1
             self.appended += 1
-        self.refused += len(refused)
         self._write(b"".join(chunks))
-        return refused
+        return seqs
 
     def settle(self, seqs: Iterable[int]) -> None:
         """Their outcomes are with edgeHub: recorded as DONE with the next write (or flush())."""
@@ -376,7 +403,7 @@ class IntakeJournal:
                 i = bisect.bisect_left(done, seq)
                 if i < len(done) and done[i] == seq:
                     continue
-                msg = _decode_input(payload)
+                msg = _decode_input(payload, self.decode_wire)
                 if seq < self.first_seq_of_run:
                     msg.attempts = self._tries.get(seq, 0)
                 out.append(msg)

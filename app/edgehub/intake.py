@@ -75,7 +75,7 @@ class Intake:
         self._replay_limit = replay_limit
         # Landed (journaled on paho's thread) and not yet handed over by the SDK, keyed by the payload's
         # identity: the SDK's Message.data is paho's payload object itself. Dict operations are atomic.
-        self._landed: dict[int, InMessage] = {}
+        self._landed: dict[int, tuple[bytes, int | None]] = {}  # id(payload) -> (payload, its seq or None: refused)
         self._refused_landing: set[int] = set()  # id()s of landed inputs the journal had no room for
         self._input_topic = ""
         self._journal = journal
@@ -98,6 +98,7 @@ class Intake:
         # them over, and reading back must not take one the SDK is still about to hand over.
         self._accepted_seq = 0
         if journal is not None:
+            journal.decode_wire = self._from_wire  # inputs landed on paho's thread are read back through it
             unsettled, first = journal.open()
             self._accepted_seq = journal.first_seq_of_run - 1
             pipeline.before_scoring = journal.mark_tried
@@ -117,37 +118,41 @@ class Intake:
         return self._land
 
     def _land(self, topic: str, payload: bytes) -> None:
-        """paho's thread: journal an input before paho acknowledges it. Parsed as the SDK parses it."""
+        """paho's thread: journal an input before paho acknowledges it, as it came (parsed only if read back)."""
         if not topic.startswith(self._input_topic) or not isinstance(payload, bytes) or self._journal is None:
             return
-        message = Message(payload)
-        mqtt_topic_iothub.extract_message_properties_from_topic(topic, message)
-        message.input_name = mqtt_topic_iothub.get_input_name_from_topic(topic)
-        msg = message_from_sdk(message)
         try:
-            refused = self._journal.append([msg])
+            seq = self._journal.land(topic, payload)
         except OSError:  # closed (stopping) or a disk error: the loop's append says so, or keeps it in memory
             return
-        if refused:
-            # Over the disk budget: shed on our loop. Not journaled later either: it would get a seq
-            # above inputs landed after it, and reading back could then take one of those twice.
-            self._refused_landing.add(id(msg))
         landed = self._landed
         if len(landed) >= LANDED_MAX:  # the SDK dropped some (it should not): their records replay next start
             landed.pop(next(iter(landed)), None)
-        landed[id(payload)] = msg
+        landed[id(payload)] = (payload, seq)  # the payload held: its id stays its own until handed over
+
+    @staticmethod
+    def _from_wire(topic: str, body: bytes) -> InMessage:
+        """A landed input read back: parsed as the SDK parses what it receives."""
+        message = Message(body)
+        mqtt_topic_iothub.extract_message_properties_from_topic(topic, message)
+        message.input_name = mqtt_topic_iothub.get_input_name_from_topic(topic)
+        return message_from_sdk(message)
 
     async def on_message(self, message: Message) -> None:
         """The SDK's handler; runs on the SDK's handler loop, not ours."""
-        msg = self._landed.pop(id(message.data), None)
-        if msg is not None and msg.body is message.data:
-            msg.received_at = time.perf_counter()
-        else:
-            try:
-                msg = message_from_sdk(message)
-            except Exception:  # a bug of ours: it must not stop the SDK's handler
-                log.exception("input message could not be read from the SDK")
-                return
+        try:
+            msg = message_from_sdk(message)
+        except Exception:  # a bug of ours: it must not stop the SDK's handler
+            log.exception("input message could not be read from the SDK")
+            return
+        landed = self._landed.pop(id(message.data), None)
+        if landed is not None and landed[0] is message.data:
+            if landed[1] is None:
+                # Over the disk budget when it landed: shed on our loop. Not journaled later either: it would
+                # get a seq above inputs landed after it, and reading back could then take one of those twice.
+                self._refused_landing.add(id(msg))
+            else:
+                msg.journal_seq = landed[1]
         self._handoff.put(msg)
 
     def start(self) -> None:

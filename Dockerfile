@@ -7,9 +7,15 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
-COPY requirements/ /tmp/requirements/
+COPY requirements/model.txt requirements/runtime.txt /tmp/requirements/
 RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements/runtime.txt \
+ && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements/runtime.txt
+# The scoring script's own packages (requirements/script.txt, see `python -m app script-deps`), in a step of their
+# own so that changing them keeps the layer above. Resolved together with the runtime's pins and with the model
+# stack as constraints: a script's requirements can never replace the pinned stack (pip fails instead).
+COPY requirements/script.txt /tmp/requirements/
+RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check \
+      -c /tmp/requirements/model.txt -r /tmp/requirements/runtime.txt -r /tmp/requirements/script.txt \
  && /opt/venv/bin/pip uninstall -y --disable-pip-version-check pip setuptools \
  && find /opt/venv -name __pycache__ -type d -prune -exec rm -rf {} +
 
@@ -33,6 +39,8 @@ COPY app/ /app/app/
 COPY edgekit/ /app/edgekit/
 # The default model; mount another model directory over /app/model (or set MODEL_DIR) to replace it.
 COPY model/model.pkl model/model.json /app/model/
+# What `python -m app selftest` checks is installed (scriptPackages in its header).
+COPY requirements/script.txt /app/requirements/script.txt
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

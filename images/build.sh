@@ -96,5 +96,24 @@ build() {
   fi
 }
 
+# Before anything slow: the arm32v7 image installs requirements/script.txt from wheels only, and an armv7 build
+# under emulation takes long to fail. Exit 1 (a package without an armv7 wheel, named with its fix) stops here;
+# 3 (the check could not reach the package index) only warns, as the build may still get there.
+check_script_deps() {
+  local py=python3 rc=0
+  if [ -x "$ROOT/.venv/bin/python" ]; then py=$ROOT/.venv/bin/python; fi
+  echo "== checking requirements/script.txt for armv7 wheels"
+  "$py" "$ROOT/images/check_script_deps.py" || rc=$?
+  case $rc in
+    0) ;;
+    3) echo "warning: the armv7 check of requirements/script.txt could not run (above); building anyway" >&2 ;;
+    *)
+      echo "error: requirements/script.txt cannot be installed in the arm32v7 image (above); nothing was built" >&2
+      exit 1
+      ;;
+  esac
+}
+
+check_script_deps
 engine_setup
 for p in "${PLATFORMS[@]}"; do build "$p"; done

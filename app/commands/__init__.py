@@ -55,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--markdown", action="store_true", help="the README's two settings tables, made from the settings model")
     st.add_argument("--readme", metavar="PATH", help="rewrite the settings tables in this README")
     sub.add_parser("selftest", help="load the model with all checks and score fixed readings (for images)")
+    sd = sub.add_parser(
+        "script-deps",
+        help="the pip requirements of an Azure ML scoring script, for requirements/script.txt, from its conda "
+        "environment file (or a requirements.txt); says on stderr what it drops and why",
+    )
+    sd.add_argument("file", metavar="FILE", help="conda file (*.yml, *.yaml: myenv.yml, conda.yaml...) or requirements.txt")
+    sd.add_argument(
+        "--write", metavar="PATH", default=None, help="write them to PATH (e.g. requirements/script.txt); default stdout"
+    )
 
     r = sub.add_parser(
         "register",
@@ -165,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
             ok = summary["predictions"] == summary["lines"] - 1 and summary["errors"] == 1
             print(f"selftest {'passed' if ok else 'FAILED'}: {summary}", file=sys.stderr)
             return 0 if ok else 1
+        if command == "script-deps":
+            from app.commands.script_deps import script_deps
+
+            return script_deps(args.file, args.write)
         if command == "train":
             from app.model.train import train_default
 

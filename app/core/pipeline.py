@@ -23,7 +23,7 @@ from app.core.errors import ErrorCode
 from app.core.messages import InMessage, Sink
 from app.core.processing import BatchProcessor, Outcome
 from app.core.sinks import AggregatingSink, CountingSink
-from app.core.stats import LATENCY_SAMPLE_CAP, Stats
+from app.core.stats import Stats
 from app.model.scorer import Scorer
 from app.settings import ConfigError, Settings
 
@@ -221,8 +221,7 @@ class Pipeline:
             if outcome.error is None:
                 stats.predictions += 1
                 stats.rows += outcome.rows
-                if len(sample) < LATENCY_SAMPLE_CAP:
-                    sample.append(latency * 1000)
+                sample.append(latency * 1000)  # a bounded deque: the most recent ones
             else:
                 stats.errors += 1
                 code = str(outcome.error)  # a plain str key: orjson refuses str subclasses as keys

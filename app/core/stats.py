@@ -10,10 +10,13 @@ copy.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-LATENCY_SAMPLE_CAP = 200_000
+# Latencies kept for percentiles: the most recent ones only, so memory stays constant on a months-long run
+# (a first-200,000 sample grew RSS by ~7 MB over the first half hour at 100 msg/s, then said nothing new).
+LATENCY_SAMPLE_CAP = 20_000
 
 BATCH_ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 SCORING_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -69,7 +72,7 @@ class Stats:
     send_failures: int = 0
     refused: int = 0  # offers turned away because the queue was full
     errors_by_code: dict[str, int] = field(default_factory=dict)
-    latencies_ms: list[float] = field(default_factory=list)  # intake to output, a capped sample
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLE_CAP))  # intake to output, recent
     latency_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_SECONDS_BUCKETS))
     model: ModelStats = field(default_factory=ModelStats)
 

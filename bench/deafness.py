@@ -428,7 +428,7 @@ def one_run(run: int, ca: Any, args: argparse.Namespace, sdk: str) -> RunResult:
         module.stop()
         lines = [line for _t, line in module.lines_since(float("-inf"))]
         result.stopped_lines = [line for line in lines if " stopped: " in line]
-        result.log_problems = [line for line in lines if " WARNING " in line or " ERROR " in line][:12]
+        result.log_problems = [line for line in lines if line.startswith(("<4>", "<3>", "<2>"))][:12]  # warnings and worse
         stream.close()
         twin.stop()
         broker.close()

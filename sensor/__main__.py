@@ -22,7 +22,7 @@ def main() -> int:
         print(f"sensor: {exc}", file=sys.stderr)
         return 2
     # "sensor ready: ...", "sensor done: sent=N": the logger's name leads each of our lines.
-    configure_logging(settings.log_level, "%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level)
     return asyncio.run(run_sensor(settings))
 
 

@@ -1,8 +1,14 @@
-"""GET /metrics: the pipeline's counters and histograms in Prometheus' text format, read at scrape time."""
+"""GET /metrics: the pipeline's counters and histograms in Prometheus' text format, read at scrape time.
+
+On a device every sample carries the module's identity, `iothub`, `edge_device` and `module_name` (from the
+IOTEDGE_* variables the runtime sets), the labels IoT Edge's own metrics carry: the metrics-collector sends
+every device's metrics into one Log Analytics table, where unlabelled series could not be told apart.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
@@ -15,14 +21,32 @@ from app.http.errors import HttpStats
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+# IoT Edge's label -> the runtime's variable
+IDENTITY_LABELS = {"iothub": "IOTEDGE_IOTHUBHOSTNAME", "edge_device": "IOTEDGE_DEVICEID", "module_name": "IOTEDGE_MODULEID"}
+
+
+def identity_labels(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The module's identity as metric labels; empty outside IoT Edge (no IOTEDGE_* variables)."""
+    environ = os.environ if environ is None else environ
+    return {label: environ[var] for label, var in IDENTITY_LABELS.items() if environ.get(var)}
+
+
 class PipelineCollector(Collector):
     """Exposes the pipeline's counters; nothing is counted twice or on the per-message path."""
 
-    def __init__(self, pipeline: Pipeline, http: HttpStats | None = None) -> None:
+    def __init__(self, pipeline: Pipeline, http: HttpStats | None = None, identity: Mapping[str, str] | None = None) -> None:
         self._pipeline = pipeline
         self._http = http
+        self._identity = dict(identity_labels() if identity is None else identity)
 
     def collect(self) -> Iterator[Metric]:
+        identity = self._identity
+        for metric in self._families():
+            if identity:
+                metric.samples = [sample._replace(labels={**identity, **sample.labels}) for sample in metric.samples]
+            yield metric
+
+    def _families(self) -> Iterator[Metric]:
         p = self._pipeline
         stats, manifest = p.stats, p.scorer.manifest
         prefix = "edge_inference"

@@ -88,7 +88,7 @@ def method_reply(rid: int) -> Callable[[EdgeMessage], bool]:
 
 
 def assert_clean_log(sensor: ModuleProcess) -> None:
-    bad = [line for line in sensor.log.splitlines() if " ERROR " in line or " WARNING " in line or "Traceback" in line]
+    bad = [line for line in sensor.log.splitlines() if line.startswith(("<4>", "<3>", "<2>")) or "Traceback" in line]
     assert not bad, "\n".join(bad)
 
 

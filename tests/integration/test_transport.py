@@ -85,7 +85,7 @@ def stopped_stats(module: ModuleProcess) -> tuple[int, ...]:
 
 
 def assert_clean_log(module: ModuleProcess) -> None:
-    bad = [line for line in module.log.splitlines() if " ERROR " in line or " WARNING " in line or "Traceback" in line]
+    bad = [line for line in module.log.splitlines() if line.startswith(("<4>", "<3>", "<2>")) or "Traceback" in line]
     assert not bad, "\n".join(bad)
 
 

@@ -185,3 +185,20 @@ def test_a_message_tap_sees_each_message_before_the_sdk_and_on_pahos_terms() -> 
         set_message_tap("dev/tapped", None)
     t = "devices/dev/modules/tapped/inputs/in1/"
     assert seen == [("tap", t, b"{}"), ("sdk", t, b"{}"), ("other", t, b"{}"), ("sdk", t, b"{}")]
+
+
+def test_log_lines_are_in_iot_edges_format_so_getmodulelogs_can_filter_by_level() -> None:
+    import logging
+    import re
+
+    from edgekit.logs import IoTEdgeFormatter
+
+    formatter = IoTEdgeFormatter()
+    lines = []
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL, 25):
+        record = logging.LogRecord("app.main", level, __file__, 1, "ready: %s", ("yes",), None)
+        record.created, record.msecs = 1796083200.25, 250.0  # 2026-12-01 00:00:00.250 UTC
+        lines.append(formatter.format(record))
+    assert lines[1] == "<6> 2026-12-01 00:00:00.250 +00:00 [INF] app.main: ready: yes"
+    assert [re.match(r"<(\d)> ", line).group(1) for line in lines] == ["7", "6", "4", "3", "2", "6"]  # type: ignore[union-attr]
+    assert [line.split("[")[1][:3] for line in lines] == ["DBG", "INF", "WRN", "ERR", "CRT", "INF"]

@@ -200,3 +200,19 @@ async def test_metrics_count_what_was_sent(client) -> None:
     one_row = samples[("edge_inference_batch_rows_bucket", (("le", "1.0"),))]
     two_rows = samples[("edge_inference_batch_rows_bucket", (("le", "2.0"),))]
     assert one_row <= two_rows == batches  # cumulative buckets; no call had more than 2 rows
+
+
+def test_on_a_device_every_metric_carries_the_modules_identity(settings, scorer) -> None:
+    from app.core.pipeline import Pipeline
+    from app.core.sinks import RepliesOnly
+    from app.http.metrics import PipelineCollector, identity_labels
+
+    environ = {"IOTEDGE_IOTHUBHOSTNAME": "hub-1.azure-devices.net", "IOTEDGE_DEVICEID": "gw-7", "IOTEDGE_MODULEID": "inference"}
+    identity = identity_labels(environ)
+    assert identity == {"iothub": "hub-1.azure-devices.net", "edge_device": "gw-7", "module_name": "inference"}
+    assert identity_labels({}) == {}  # outside IoT Edge: no labels
+    families = list(PipelineCollector(Pipeline(settings, scorer, RepliesOnly()), identity=identity).collect())
+    samples = [s for family in families for s in family.samples]
+    assert len(samples) > 20 and all({k: s.labels[k] for k in identity} == identity for s in samples)
+    errors = [s for s in samples if s.name == "edge_inference_messages_total"]
+    assert errors[0].labels == identity  # the metric's own labels stay beside them

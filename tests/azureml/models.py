@@ -25,7 +25,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-CORPUS = Path(__file__).resolve().parent / "corpus"
+from tests.azureml import corpus
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ class Sample:
 
     @property
     def directory(self) -> Path:
-        return CORPUS / self.slug
+        """The entry's installed files (tests/azureml/corpus.py); the calling test is skipped without them."""
+        return corpus.directory(self.slug)
 
     @property
     def script(self) -> Path:
@@ -109,7 +110,8 @@ def _temperature_tree(path: Path) -> None:
     from sklearn.model_selection import train_test_split
     from sklearn.tree import DecisionTreeClassifier
 
-    data = np.loadtxt(CORPUS / "iot_edge_anomaly" / "temperature_data.csv", delimiter=",", skiprows=1, encoding="utf-8-sig")
+    csv = corpus.directory("iot_edge_anomaly") / "temperature_data.csv"
+    data = np.loadtxt(csv, delimiter=",", skiprows=1, encoding="utf-8-sig")
     X, y = data[:, :4], data[:, 4].astype(np.int64)
     X_train, _, y_train, _ = train_test_split(X, y, test_size=0.35, random_state=0)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
-"""The Azure ML -> IoT Edge tutorial's own scoring script (tests/azureml/corpus/iot_edge_anomaly, unchanged) as the
-inference module of the local edge, fed by the sensor: each message body goes to run() as it is (SCRIPT_INPUT auto:
-the downloaded model has no manifest naming features), one output per input, every id exactly once."""
+"""The Azure ML -> IoT Edge tutorial's own scoring script (the corpus's iot_edge_anomaly, unchanged: see
+tests/azureml/corpus.py) as the inference module of the local edge, fed by the sensor: each message body goes to
+run() as it is (SCRIPT_INPUT auto: the downloaded model has no manifest naming features), one output per input,
+every id exactly once."""
 
 from __future__ import annotations
 

@@ -31,10 +31,17 @@ from app.commands.script_deps import (
     satisfies,
 )
 from app.settings import REPO_ROOT, Settings
+from tests.azureml import corpus
 
 pytestmark = pytest.mark.timeout(60)
 
-CORPUS = REPO_ROOT / "tests" / "azureml" / "corpus"
+
+def in_corpus(name: str) -> Path:
+    """A file of the installed Azure ML corpus, "<slug>/<file>" (tests/azureml/corpus.py); skips without it."""
+    slug, file = name.split("/", 1)
+    return corpus.directory(slug) / file
+
+
 PINS = {"numpy": "1.24.2", "scipy": "1.10.1", "scikit-learn": "1.2.1", "joblib": "1.2.0", "threadpoolctl": "3.1.0"}
 SERVER = (
     "the module is the scoring server, with its own stand-in for what scoring scripts use of it "
@@ -138,25 +145,25 @@ def _header(source: str) -> str:
 
 
 def test_every_conda_file_of_the_corpus_has_its_expected_output() -> None:
-    found = {str(p.relative_to(CORPUS)) for p in [*CORPUS.glob("*/*.yml"), *CORPUS.glob("*/*.yaml")]}
-    found -= {str(p.relative_to(CORPUS)) for p in CORPUS.glob("*/inference_config.yml")}
+    listed = {f"{slug}/{source.name}" for slug in corpus.slugs() for source in corpus.sources(slug)}
+    found = {name for name in listed if name.endswith((".yml", ".yaml")) and not name.endswith("inference_config.yml")}
     assert found == set(EXPECTED)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_corpus_conda_file(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     lines, notes = EXPECTED[name]
-    source = f"tests/azureml/corpus/{name}"
-    assert script_deps.script_deps(str(CORPUS / name)) == 0
+    source = str(in_corpus(name))
+    assert script_deps.script_deps(source) == 0
     out, err = capsys.readouterr()
-    assert out == _header(str(CORPUS / name)) + "".join(f"{line}\n" for line in lines)
+    assert out == _header(source) + "".join(f"{line}\n" for line in lines)
     assert err.splitlines() == notes
-    assert convert_file(REPO_ROOT / source, PINS).render(source) == _header(source) + "".join(f"{x}\n" for x in lines)
+    assert convert_file(Path(source), PINS).render(source) == _header(source) + "".join(f"{x}\n" for x in lines)
 
 
 def test_the_command_is_registered_and_writes_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "script.txt"
-    source = str(CORPUS / "iot_edge_anomaly" / "myenv.yml")
+    source = str(in_corpus("iot_edge_anomaly/myenv.yml"))
     assert commands.main(["script-deps", source, "--write", str(target)]) == 0
     assert target.read_text() == _header(source) + "pandas\n"
     out, err = capsys.readouterr()
@@ -165,7 +172,7 @@ def test_the_command_is_registered_and_writes_the_file(tmp_path: Path, capsys: p
 
 
 def test_an_inference_config_is_refused_with_a_pointer_to_its_conda_file(capsys: pytest.CaptureFixture[str]) -> None:
-    assert commands.main(["script-deps", str(CORPUS / "mlops_diabetes" / "inference_config.yml")]) == 2
+    assert commands.main(["script-deps", str(in_corpus("mlops_diabetes/inference_config.yml"))]) == 2
     assert capsys.readouterr().err == (
         "error: no `dependencies` list: not a conda environment file (this looks like an inference config: "
         "its condaFile is ../conda_dependencies.yml)\n"
@@ -182,7 +189,7 @@ def test_a_missing_pyyaml_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(script_deps.importlib, "import_module", no_yaml)
     with pytest.raises(ScriptDepsError) as caught:
-        convert_file(CORPUS / "iot_edge_anomaly" / "myenv.yml", PINS)
+        convert_file(in_corpus("iot_edge_anomaly/myenv.yml"), PINS)
     assert str(caught.value) == (
         f"reading a conda file needs PyYAML, which {sys.executable} does not have: "
         "install the development requirements (make venv, or pip install -r requirements/dev.txt)"
@@ -718,22 +725,34 @@ def test_the_arm32v7_dockerfile_is_read_for_debians_packages() -> None:
 # --- the Dockerfiles -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("dockerfile", "binary"), [("Dockerfile", ""), ("Dockerfile.arm32v7", "--only-binary=:all: ")])
-def test_both_images_install_script_txt_under_the_model_constraints_and_keep_it(dockerfile: str, binary: str) -> None:
+@pytest.mark.parametrize(
+    ("dockerfile", "platform", "binary"),
+    [
+        ("Dockerfile", "amd64", ""),
+        ("Dockerfile.arm64v8", "arm64v8", ""),
+        ("Dockerfile.arm32v7", "arm32v7", "--only-binary=:all: "),
+    ],
+)
+def test_every_image_installs_script_txt_from_its_lock_on_top_of_the_runtime_and_keeps_it(
+    dockerfile: str, platform: str, binary: str
+) -> None:
+    """requirements/script.txt reaches the build as its lock (images/lock.py resolves it with the runtime lock, and so
+    the model stack, installed and pinned), in a layer of its own after the runtime's."""
     parser = DockerfileParser(fileobj=io.BytesIO((REPO_ROOT / dockerfile).read_bytes()))
     structure = parser.structure
     last_from = max(i for i, ins in enumerate(structure) if ins["instruction"] == "FROM")
     build, final = structure[:last_from], structure[last_from:]
-    install = [ins["value"] for ins in build if ins["instruction"] == "RUN" and "/tmp/requirements/script.txt" in ins["value"]]
+    lock = f"/tmp/lock/script-{platform}.txt"
+    install = [ins["value"] for ins in build if ins["instruction"] == "RUN" and lock in ins["value"]]
     assert len(install) == 1
     assert (
-        f"pip install --no-cache-dir --disable-pip-version-check {binary}-c /tmp/requirements/model.txt "
-        "-r /tmp/requirements/runtime.txt -r /tmp/requirements/script.txt"
+        f"pip install --no-cache-dir --disable-pip-version-check --require-hashes --no-build-isolation {binary}"
+        f"-r /tmp/lock/runtime-{platform}.txt -r /tmp/lock/script-{platform}.txt"
     ) in " ".join(install[0].split())
     copies = [ins["value"] for ins in build if ins["instruction"] == "COPY"]
     assert copies == [
-        "requirements/model.txt requirements/runtime.txt /tmp/requirements/",
-        "requirements/script.txt /tmp/requirements/",
+        f"requirements/lock/build.txt requirements/lock/runtime-{platform}.txt /tmp/lock/",
+        f"requirements/lock/script-{platform}.txt /tmp/lock/",
     ]
     assert "requirements/script.txt /app/requirements/script.txt" in [
         ins["value"] for ins in final if ins["instruction"] == "COPY"

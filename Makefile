@@ -11,7 +11,7 @@ PYTHON311 ?= $(shell for p in python3.11 python3 python; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; \
 	then command -v $$p; break; fi; done)
 
-.PHONY: run test test-fast lint fuzz faults overload soak bench model manifest clean venv image image-test edge mosquitto
+.PHONY: run test test-fast lint fuzz faults overload soak bench model manifest clean venv image image-test edge mosquitto iotedgedev manifest-goldens
 
 venv: $(VENV)/.installed
 
@@ -88,6 +88,20 @@ model: venv
 # config/deployment.<platform>.json from deployment.template.json, .env and module.json; e.g. MANIFEST_ARGS="--platform amd64".
 manifest: venv
 	$(PY) -m deploy $(MANIFEST_ARGS)
+
+# iotedgedev 3.3.7 (the reference for `make manifest`, tests/integration/test_manifest_reference.py) runs only on
+# Python < 3.10: its own virtualenv. Without it the test compares against golden files recorded from it.
+PYTHON39 ?= $(shell for p in python3.9 python3.8 $$HOME/.pyenv/versions/3.9*/bin/python; do command -v $$p >/dev/null 2>&1 && { command -v $$p; break; }; done)
+.venv-iotedgedev/bin/iotedgedev:
+	@[ -n "$(PYTHON39)" ] || { echo "iotedgedev 3.3.7 needs Python < 3.10 (e.g. pyenv install 3.9)"; exit 1; }
+	$(PYTHON39) -m venv .venv-iotedgedev
+	.venv-iotedgedev/bin/python -m pip install --quiet --upgrade pip
+	.venv-iotedgedev/bin/python -m pip install --quiet iotedgedev==3.3.7
+iotedgedev: .venv-iotedgedev/bin/iotedgedev
+
+# Re-record tests/deploy/goldens from iotedgedev (after changing deployment.template.json, module.json, .env.example).
+manifest-goldens: venv iotedgedev
+	$(PY) -m tests.deploy.record
 
 # Both images (amd64, arm32v7): docker buildx if a Docker engine is there, else podman with local
 # mmdebstrap bases (see images/build.sh). image-test builds, then compares the two selftests.

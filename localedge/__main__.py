@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from localedge import test_route
 from localedge.control import NoEdgeRunning, request
 from localedge.deployment import DeploymentError, load_deployment
 from localedge.edge import LocalEdge
@@ -55,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("method")
     c.add_argument("payload", nargs="?", default="null", help="JSON (default null)")
     c.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer (default 30; IoT Hub answers 504)")
+    test_route.add_parser(sub)
     return p
 
 
@@ -176,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.verb == "run":
         return run(args)
+    if args.verb == "test-route":
+        return int(args.handler(args))
     return control(args)
 
 

@@ -9,6 +9,7 @@ Reads `deployment.template.json` (placeholders unexpanded) or a deployed `config
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shlex
@@ -20,9 +21,11 @@ from typing import Any
 
 from app.settings import Settings
 from deploy.manifest import AGENT, HUB, ManifestError, dig, expand, load_env, load_json, variable_resolver
-from edgekit.routes import ModuleInput, Route, RouteError, parse_routes, referenced_modules
+from edgekit.routes import ModuleInput, Route, RouteError, module_problems, parse_routes
 from localedge.errors import EdgeError
 from localedge.processes import REPO_ROOT
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MANIFEST = REPO_ROOT / "deployment.template.json"
 MODULE_JSON = REPO_ROOT / "module.json"
@@ -77,6 +80,7 @@ class Deployment:
     source: Path
     modules: Mapping[str, ModuleSpec]
     routes: Sequence[Route]
+    warnings: Sequence[str] = ()  # routes edgeHub accepts that the local edge cannot exercise, or probably mistakes
 
     @property
     def running(self) -> list[ModuleSpec]:
@@ -90,10 +94,10 @@ class Deployment:
         running = {m.name for m in self.running}
         targets: dict[str, set[str]] = {name: set() for name in running}
         for route in self.routes:
-            if not isinstance(route.sink, ModuleInput) or route.sink.module not in running:
+            if not isinstance(route.sink, ModuleInput) or route.sink.module not in running:  # a sink's exact name
                 continue
-            for source in {route.source.module} if route.source.module else running:  # None: every module
-                if source in running and source != route.sink.module:
+            for source in running:  # the modules the route reads from, in any case (edgeHub matches sources so)
+                if route.source.reads_from(source) and source != route.sink.module:
                     targets[source].add(route.sink.module)
         depth: dict[str, int] = {}
 
@@ -280,9 +284,21 @@ def load_deployment(
         routes = parse_routes(dig(doc, *HUB, "routes") or {})
     except RouteError as err:
         problems += [f"route: {p}" for p in err.problems]
-    unknown = sorted(referenced_modules(routes) - known)
-    if unknown:
-        problems.append(f"routes name modules that are not in the deployment: {', '.join(unknown)} (modules: {', '.join(known)})")
+    for route in routes:  # module names compared as edgeHub compares them (edgekit.routes.deployed_module)
+        problems += [f"{p} (modules: {', '.join(raw_modules)})" for p in module_problems(route, raw_modules)]
     if problems:
         raise DeploymentError(problems)
-    return Deployment(path, modules, routes)
+    warnings = route_warnings(routes)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return Deployment(path, modules, routes, warnings)
+
+
+def route_warnings(routes: Iterable[Route]) -> list[str]:
+    """One line per route the local edge runs differently from edgeHub or that is probably not meant."""
+    lines = []
+    for route in routes:
+        if route.unevaluated:
+            lines.append(f"route '{route.name}' never fires on the local edge: {route.unevaluated}")
+        lines += [f"route '{route.name}': {warning}" for warning in route.warnings]
+    return lines

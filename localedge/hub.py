@@ -1,10 +1,16 @@
 """edgeHub's routing: every module's outputs, along the deployment's routes, to module inputs or `$upstream`.
 
 Per module broker one Link subscribed to that module's outputs. Each message becomes a `routes.Message`
-(properties without `$.on`, whose value is the output name), goes to each distinct destination once, and
-is forwarded at QoS 1 to the target's input topic on the target's broker, with `$.mid`, `$.cid`, `$.ct`,
-`$.ce` and custom properties kept, `$.on` stripped, and `$.cdid` (device) and `$.cmid` (source module)
-added as edgeHub does. One source is handled on one thread in arrival order, so per-source order holds.
+(properties without `$.on`, whose value is the output name; the edge device as its connection's device),
+goes to each distinct destination once, and is forwarded at QoS 1 to the target's input topic on the
+target's broker, with `$.mid`, `$.cid`, `$.ct`, `$.ce` and custom properties kept, `$.on` stripped, and
+`$.cdid` (device) and `$.cmid` (source module) added as edgeHub does. One source is handled on one thread
+in arrival order, so per-source order holds.
+
+Module names as edgeHub compares them (edgekit.routes.deployed_module): a route's source matches the sending
+module in any case (`/messages/modules/turboFanRouter/*` reads `turbofanRouter`); a sink's module is the
+module of exactly that name, else nothing is delivered (edgeHub keeps such messages for a module that never
+connects; load_deployment refuses such a route before anything starts).
 """
 
 from __future__ import annotations
@@ -58,7 +64,8 @@ class Hub:
 
     def _route(self, source: str, msg: EdgeMessage, at: float) -> None:
         output = msg.properties.get("$.on", "")
-        message = Message(source, output, msg.body, {k: v for k, v in msg.properties.items() if k != "$.on"})
+        properties = {k: v for k, v in msg.properties.items() if k != "$.on"}
+        message = Message(source, output, msg.body, properties, device_id=self.device_id)
         props = forwarded_properties(msg.properties, self.device_id, source)
         sinks = destinations(self.routes, message)
         if any(isinstance(s, ModuleInput) for s in sinks) and msg.message_id:

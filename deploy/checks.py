@@ -197,9 +197,10 @@ def check_routes(
             report.warning(
                 path, f"route '{name}' is for edgeHub; the local edge (make edge) cannot exercise it: {parsed.unevaluated}", ""
             )
-        # Module names as edgeHub resolves them: a source in any case, a sink by its exact name.
+        # Module names as edgeHub resolves them: a source in any case, a sink by its exact name. edgeHub takes such a
+        # route (its messages wait for, or never meet, that module), so it is a warning: usually a typo, never a refusal.
         for problem in module_problems(parsed, deployed):
-            report.error(path, problem, unknown_fix)
+            report.warning(path, problem, unknown_fix)
 
 
 # --- registry credentials ---------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from app.core.decoding import Decoded, FeatureReader
 from app.core.encoding import Encoder, OutputTooLarge
 from app.core.errors import ErrorCode, MessageError
@@ -123,6 +125,13 @@ class BatchProcessor:
             return self.error(msg, code, self._scorer.failure(answer)[:REASON_MAX_CHARS])
         if not answer.content_type.startswith(CONTENT_TYPE):
             reason = f"run() answered with {answer.content_type or 'no content type'}, not JSON: {answer.body[:100]!r}"
+            return self.error(msg, ErrorCode.OUTPUT_ERROR, reason)
+        try:
+            # Azure ML's server sends json.dumps' text, which may hold NaN, Infinity or a lone surrogate escape:
+            # no strict reader (IoT Hub's routing, most consumers) parses that, so it cannot travel as an output.
+            orjson.loads(answer.body)
+        except orjson.JSONDecodeError as exc:
+            reason = f"run()'s answer is not strict JSON ({exc}; NaN, Infinity or a lone surrogate?): {answer.body[:100]!r}"
             return self.error(msg, ErrorCode.OUTPUT_ERROR, reason)
         stats.rows_scored += 1
         try:

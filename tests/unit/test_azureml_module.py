@@ -157,3 +157,15 @@ async def test_the_built_in_script_keeps_the_modules_own_answers(settings: Setti
     finally:
         await client.close()
         await pipeline.close()
+
+
+async def test_an_answer_that_is_not_strict_json_becomes_an_error_record(tmp_path: Path, settings: Settings) -> None:
+    """json.dumps writes NaN and lone surrogates (found by tests/fuzz/test_azureml_fuzz.py); no strict reader parses them."""
+    text = "import json\ndef init(): pass\ndef run(raw):\n    return json.loads(raw)\n"
+    scorer = load_scorer(DEFAULT_MODEL_DIR, script(tmp_path, text), script_input="message")
+    bodies = [b'{"x": NaN}', b'{"k\\ud800": 1}', b'{"ok": 1}']
+    sink = await run_pipeline(settings, scorer, [InMessage(b, f"m-{i}", "amlInput") for i, b in enumerate(bodies)])
+    outs = {o.correlation_id: o for o in sink.messages}
+    assert [orjson.loads(outs[f"m-{i}"].body)["code"] for i in (0, 1)] == ["output_error", "output_error"]
+    assert "not strict JSON" in orjson.loads(outs["m-0"].body)["reason"]
+    assert orjson.loads(outs["m-2"].body) == {"ok": 1}

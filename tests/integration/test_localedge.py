@@ -69,7 +69,7 @@ def send_to_model(client: EdgeClient, message_id: str, body: bytes) -> Any:
 
 def sensor_done(edge: LocalEdge, count: int) -> list[str]:
     """Wait until the sensor has sent `count` and the hub routed them all; their message ids, in order."""
-    edge.modules[SENSOR_MODULE].wait_for_line(f"sensor done: sent={count}", WAIT)
+    edge.modules[SENSOR_MODULE].wait_for_line(f"sensor: done: sent={count}", WAIT)
     assert edge.hub is not None and edge.hub.wait_received(SENSOR_MODULE, count, WAIT)
     ids = edge.hub.message_ids(SENSOR_MODULE)
     assert len(ids) == len(set(ids)) == count

@@ -135,7 +135,7 @@ def test_reload_model_mid_stream_loses_and_doubles_no_message(start_edge, second
     status, payload = edge.invoke(MODEL, "reloadModel", {"modelDir": str(second_model)})
     assert status == 200 and payload["name"] == "temperature-lr", payload
     assert edge.upstream.wait_for(n, WAIT)
-    edge.modules[SENSOR].wait_for_line(f"sensor done: sent={n}", WAIT)
+    edge.modules[SENSOR].wait_for_line(f"sensor: done: sent={n}", WAIT)
     assert edge.hub is not None
     sent = edge.hub.message_ids(SENSOR)
     edge.stop()

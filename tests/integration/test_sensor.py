@@ -101,7 +101,7 @@ def test_sends_message_count_readings_shaped_like_microsofts(
     n, seed = 300, 11
     sensor = start_sensor(MessageCount=str(n), MessageDelay="0", SENSOR_SEED=str(seed))
     outputs = edge.collect(n, timeout=30)
-    sensor.wait_for_line("sensor done: sent=300 failed=0", timeout=10)
+    sensor.wait_for_line("sensor: done: sent=300 failed=0", timeout=10)
     edge.barrier()
     assert edge.drain() == []  # exactly MessageCount
 
@@ -124,7 +124,7 @@ def test_sends_message_count_readings_shaped_like_microsofts(
 
     assert sensor.process is not None and sensor.process.poll() is None  # stays connected after the count, as Microsoft's
     assert sensor.terminate(timeout=10) == 0
-    assert "sensor stopped: sent=300 failed=0" in sensor.log
+    assert "sensor: stopped: sent=300 failed=0" in sensor.log
     assert_clean_log(sensor)
 
 
@@ -155,7 +155,7 @@ def test_send_data_false_sends_nothing_until_a_desired_patch(
     assert [m.custom_properties["sequenceNumber"] for m in outputs] == ["1", "2", "3", "4", "5"]
     reported_back = twin.wait_reported(lambda r: r.get("SendData") is True, timeout=10)  # as Microsoft's
     assert reported_back == {"SendData": True, "SendInterval": 0.01}
-    sensor.wait_for_line("sensor done: sent=5", timeout=10)
+    sensor.wait_for_line("sensor: done: sent=5", timeout=10)
     assert temperature(outputs[0]) > 23.0  # the ramp went on while sending was off, as Microsoft's
     assert sensor.terminate(timeout=10) == 0
     assert_clean_log(sensor)
@@ -184,7 +184,7 @@ def test_control_message_and_reset_method_restart_the_ramp(
     assert seqs == list(range(1, len(seqs) + 1))  # a reset restarts the ramp, not the numbering
     code = sensor.terminate(timeout=10)  # mid-stream: MessageCount is unlimited
     assert code == 0
-    assert re.search(r"sensor stopped: sent=\d+ failed=0", sensor.log)
+    assert re.search(r"sensor: stopped: sent=\d+ failed=0", sensor.log)
     assert "reset by control message" in sensor.log and "reset by direct method" in sensor.log
     assert_clean_log(sensor)
 
@@ -215,7 +215,7 @@ def test_no_edge_environment_exits_1_with_the_reason() -> None:
 
 def test_message_count_0_sends_nothing(edge: EdgeClient, start_sensor: Callable[..., ModuleProcess]) -> None:
     sensor = start_sensor(MessageCount="0", MessageDelay="0")  # Microsoft's: 0 sends none, a negative count is unlimited
-    sensor.wait_for_line("sensor done: sent=0 failed=0", timeout=10)
+    sensor.wait_for_line("sensor: done: sent=0 failed=0", timeout=10)
     edge.barrier()
     assert edge.drain() == []
     assert sensor.terminate(timeout=10) == 0

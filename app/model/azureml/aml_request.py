@@ -64,6 +64,20 @@ class UnsupportedMediaType(ValueError):
     """What Flask raises for get_json() on a request that is not JSON."""
 
 
+def _typed_get(mapping: Any, key: str, default: Any, type: Callable[[Any], Any] | None) -> Any:
+    """Werkzeug's get(key, default, type): the first value, converted; `default` when absent or not convertible."""
+    try:
+        value = mapping[key]
+    except KeyError:
+        return default
+    if type is None:
+        return value
+    try:
+        return type(value)
+    except (ValueError, TypeError):
+        return default
+
+
 class MultiDict(dict[str, list[Any]]):
     """Werkzeug's MultiDict as scripts see it: `[key]` and `.get` give the first value, `.getlist` all of them,
     iteration and `dict(md)` the keys / first values. Values are kept as lists in the dict itself, like Werkzeug,
@@ -91,16 +105,7 @@ class MultiDict(dict[str, list[Any]]):
         return iter(dict.keys(self))
 
     def get(self, key: str, default: Any = None, type: Callable[[Any], Any] | None = None) -> Any:
-        try:
-            value = self[key]
-        except KeyError:
-            return default
-        if type is not None:
-            try:
-                return type(value)
-            except (ValueError, TypeError):
-                return default
-        return value
+        return _typed_get(self, key, default, type)
 
     def getlist(self, key: str, type: Callable[[Any], Any] | None = None) -> list[Any]:
         stored: list[Any] | None = dict.get(self, key)
@@ -197,16 +202,7 @@ class Headers:
         raise KeyError(key)
 
     def get(self, key: str, default: Any = None, type: Callable[[str], Any] | None = None) -> Any:
-        try:
-            value = self[key]
-        except KeyError:
-            return default
-        if type is not None:
-            try:
-                return type(value)
-            except (ValueError, TypeError):
-                return default
-        return value
+        return _typed_get(self, key, default, type)
 
     def getlist(self, key: str, type: Callable[[str], Any] | None = None) -> list[Any]:
         lowered = key.lower()

@@ -11,7 +11,7 @@ PYTHON311 ?= $(shell for p in python3.11 python3 python; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; \
 	then command -v $$p; break; fi; done)
 
-.PHONY: run test test-fast lint fuzz faults overload soak bench model manifest clean venv image image-test edge mosquitto iotedgedev manifest-goldens
+.PHONY: run test test-fast lint fuzz faults overload soak bench model manifest clean venv image image-test edge mosquitto iotedgedev manifest-goldens lock image-push
 
 venv: $(VENV)/.installed
 
@@ -110,6 +110,14 @@ image:
 
 image-test:
 	images/test.sh
+
+# One multi-arch tag: the three images as <repo>:<version>-<platform>, and <repo>:<version> as their manifest list.
+image-push:
+	images/push.sh
+
+# requirements/lock/: every pip file the images install, with its sha256 (images/lock.py; PyPI needed).
+lock: venv
+	$(PY) images/lock.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the amd64 and arm32v7 images from our Dockerfiles (`make image`).
-#   Docker engine with buildx: docker buildx build --platform linux/amd64|linux/arm/v7 --load,
+# Builds the amd64, arm64v8 and arm32v7 images from our Dockerfiles (`make image`; EDGE_PLATFORMS="amd64 arm64v8"
+# builds only those), tagged <version>-<platform> as iotedgedev names them, with OCI labels from git.
+#   Docker engine with buildx: docker buildx build --platform linux/amd64|linux/arm64|linux/arm/v7 --load,
 #     from the real base images.
 #   Otherwise podman/buildah (Debian packages), as root: the base images cannot be pulled, so
 #     stand-ins are made with mmdebstrap and tagged with the names the FROM lines use; the build
@@ -59,6 +60,7 @@ make_base() {
   local base deb_arch import_arch changes id
   case $1 in
     amd64) base=docker.io/library/debian:bookworm-slim deb_arch=amd64 import_arch=(--arch amd64) ;;
+    arm64v8) base=docker.io/arm64v8/debian:bookworm-slim deb_arch=arm64 import_arch=(--arch arm64) ;;
     arm32v7) base=docker.io/arm32v7/debian:bookworm-slim deb_arch=armhf import_arch=(--arch arm --variant v7) ;;
   esac
   if podman image exists "$base"; then return 0; fi
@@ -84,9 +86,9 @@ make_base() {
 }
 
 build() {
-  local p=$1 common
-  common=(--platform "$(platform_of "$p")" -f "$ROOT/$(dockerfile_of "$p")"
-    --build-arg "VERSION=$VERSION" --build-arg "MODEL=$MODEL" -t "$(tag_of "$p")")
+  local p=$1 common labels
+  mapfile -d '' labels < <(label_build_args)
+  common=(--platform "$(platform_of "$p")" -f "$ROOT/$(dockerfile_of "$p")" "${labels[@]}" -t "$(tag_of "$p")")
   echo "== building $(tag_of "$p") ($(platform_of "$p"), $ENGINE)"
   if [ "$ENGINE" = docker ]; then
     docker buildx build "${common[@]}" --load "$ROOT"
@@ -114,6 +116,21 @@ check_script_deps() {
   esac
 }
 
+# The Dockerfiles install requirements/lock/*.txt with --require-hashes: a lock older than the requirement files
+# would build an image without the new pins. Offline, seconds.
+check_locks() {
+  local py=python3
+  if [ -x "$ROOT/.venv/bin/python" ]; then py=$ROOT/.venv/bin/python; fi
+  echo "== checking requirements/lock/ against the requirement files"
+  "$py" "$ROOT/images/lock.py" --check || {
+    echo "error: requirements/lock/ is out of date (above): run \`make lock\`; nothing was built" >&2
+    exit 1
+  }
+}
+
+check_locks
 check_script_deps
+oci_labels
+echo "== labels: revision $REVISION, created $CREATED, source $SOURCE, licenses $LICENSES"
 engine_setup
 for p in "${PLATFORMS[@]}"; do build "$p"; done

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# `make image-test`: build both images, run `python -m app selftest` in each, and require the
-# prediction lines (everything after the header line, which names library versions and so may
-# differ) to be identical on amd64 and arm32v7. Also checks each image's promises (non-root, no
-# pip/compilers/apt lists, arm32v7 on Debian's model stack), prints sizes and the total time.
+# `make image-test`: build the images (amd64, arm64v8, arm32v7; EDGE_PLATFORMS to choose), run `python -m app
+# selftest` in each, and require the prediction lines (everything after the header line, which names library
+# versions and so may differ) to be identical to the first platform's. Also checks each image's promises (non-root,
+# no pip/compilers/apt lists, the locked versions installed, arm32v7 on Debian's model stack, the OCI labels, the
+# architecture), prints the headers, sizes and the total time.
 set -euo pipefail
 start=$SECONDS
 here=$(dirname "$0")
@@ -11,6 +12,8 @@ source "$here/common.sh"
 
 "$here/build.sh"
 engine_setup
+oci_labels
+mapfile -d '' expected < <(expected_labels)
 out=$STATE/selftest
 mkdir -p "$out"
 
@@ -26,20 +29,29 @@ for p in "${PLATFORMS[@]}"; do
   fi
   cat "$out/$p.txt"
   echo "== image checks $image"
-  $ENGINE run --rm -i --network none --platform "$(platform_of "$p")" "$image" python - "$p" <"$here/check_image.py" || failed=1
+  labels=$($ENGINE image inspect --format '{{json .Config.Labels}}' "$image")
+  # The requirement files and locks, read-only, for the version checks.
+  $ENGINE run --rm -i --network none --platform "$(platform_of "$p")" -v "$ROOT/requirements:/tmp/requirements:ro" \
+    "$image" python - "$p" "$labels" "${expected[@]}" <"$here/check_image.py" || failed=1
 done
 
-echo "== comparing predictions (stdout after the header line)"
-if [ "$(wc -l <"$out/amd64.txt")" -lt 2 ]; then
-  echo "FAIL: amd64 selftest printed no predictions" >&2
-  failed=1
-elif diff <(tail -n +2 "$out/amd64.txt") <(tail -n +2 "$out/arm32v7.txt"); then
-  echo "identical: $(($(wc -l <"$out/amd64.txt") - 1)) prediction lines"
-else
-  echo "FAIL: amd64 and arm32v7 predictions differ (diff above)" >&2
+reference=${PLATFORMS[0]}
+echo "== comparing predictions (stdout after the header line) with $reference's"
+if [ "$(wc -l <"$out/$reference.txt")" -lt 2 ]; then
+  echo "FAIL: $reference selftest printed no predictions" >&2
   failed=1
 fi
+for p in "${PLATFORMS[@]:1}"; do
+  if diff <(tail -n +2 "$out/$reference.txt") <(tail -n +2 "$out/$p.txt"); then
+    echo "identical: $reference and $p, $(($(wc -l <"$out/$p.txt") - 1)) prediction lines"
+  else
+    echo "FAIL: $reference and $p predictions differ (diff above)" >&2
+    failed=1
+  fi
+done
 
+echo "== selftest headers"
+for p in "${PLATFORMS[@]}"; do echo "$p: $(head -n 1 "$out/$p.txt")"; done
 echo "== images"
 for p in "${PLATFORMS[@]}"; do
   $ENGINE image inspect --format '{{.Size}}' "$(tag_of "$p")" \

@@ -1,12 +1,14 @@
-"""Dockerfile checks that run without a Docker engine: hadolint, the structure of both Dockerfiles,
-the pins they share with the requirement files and the model manifest, and that every pip
-requirement of the arm32v7 image installs on armv7 (a wheel, or pure Python).
+"""Dockerfile checks that run without a Docker engine: hadolint, the structure of the three Dockerfiles (amd64,
+arm64v8, arm32v7), their OCI labels, the hash-checked lock files they install (requirements/lock/, images/lock.py)
+and the pins those share with the requirement files and the model manifest, the image scripts' platforms, and that
+every file the arm32v7 lock names downloads for armv7 with its hash (a wheel, or a pure-Python sdist).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -20,8 +22,12 @@ from packaging.requirements import Requirement
 
 from app.settings import REPO_ROOT
 
-DOCKERFILES = {"amd64": "Dockerfile", "arm32v7": "Dockerfile.arm32v7"}
-BASES = {"amd64": "debian:bookworm-slim", "arm32v7": "arm32v7/debian:bookworm-slim"}
+DOCKERFILES = {"amd64": "Dockerfile", "arm64v8": "Dockerfile.arm64v8", "arm32v7": "Dockerfile.arm32v7"}
+BASES = {"amd64": "debian:bookworm-slim", "arm64v8": "arm64v8/debian:bookworm-slim", "arm32v7": "arm32v7/debian:bookworm-slim"}
+# The images whose model stack comes from PyPI through the lock (arm32v7 takes Debian's).
+PIP_MODEL_STACK = ("amd64", "arm64v8")
+LOCKS = REPO_ROOT / "requirements" / "lock"
+OCI_LABELS = ("title", "description", "version", "source", "revision", "created", "licenses")
 # Debian's package for each library of the pinned model stack, and how its version starts.
 DEBIAN_PACKAGES = {
     "numpy": ("python3-numpy", "1:{v}-"),
@@ -101,10 +107,123 @@ def test_final_stage_runs_the_module_as_non_root_without_pip(platform: str) -> N
     assert "pip uninstall -y --disable-pip-version-check pip setuptools" in build_runs
 
 
-def test_amd64_image_installs_the_pinned_requirement_files() -> None:
-    runs = " ".join(ins["value"] for ins in _parse("amd64").structure if ins["instruction"] == "RUN")
-    assert "-r /tmp/requirements/runtime.txt" in runs
-    assert "-r model.txt" in (REPO_ROOT / "requirements" / "runtime.txt").read_text()
+def _runs(platform: str) -> list[str]:
+    return [" ".join(ins["value"].split()) for ins in _parse(platform).structure if ins["instruction"] == "RUN"]
+
+
+def _lock(name: str) -> dict[str, tuple[str, str, str]]:
+    """name -> (version, sha256, file) of a lock file; every requirement line must carry exactly one hash."""
+    text = (LOCKS / name).read_text()
+    entries = re.findall(r"^([a-z0-9][a-z0-9.-]*)==(\S+) \\\n    --hash=sha256:([0-9a-f]{64})  # (\S+?)(?:,|$)", text, re.M)
+    requirement_lines = [line for line in text.splitlines() if line and not line.startswith(("#", " "))]
+    assert len(entries) == len(requirement_lines), f"{name}: a requirement without its hash"
+    return {n: (v, h, f) for n, v, h, f in entries}
+
+
+@pytest.mark.parametrize("platform", DOCKERFILES)
+def test_every_pip_install_is_hash_checked_from_the_platforms_locks(platform: str) -> None:
+    installs = [part for run in _runs(platform) for part in run.split("&&") if "pip install" in part]
+    assert len(installs) == 3, installs  # build.txt, the runtime lock, then runtime + script
+    for part in installs:
+        assert "--require-hashes" in part and "--no-build-isolation" in part, part
+        files = re.findall(r"-r (\S+)", part)
+        assert files and all(f.startswith("/tmp/lock/") for f in files), part
+        assert "-c " not in part and "/tmp/requirements/" not in part, part
+    assert re.findall(r"-r (\S+)", installs[0]) == ["/tmp/lock/build.txt"]
+    assert re.findall(r"-r (\S+)", installs[1]) == [f"/tmp/lock/runtime-{platform}.txt"]
+    assert re.findall(r"-r (\S+)", installs[2]) == [f"/tmp/lock/runtime-{platform}.txt", f"/tmp/lock/script-{platform}.txt"]
+    assert "pip uninstall -y --disable-pip-version-check pip setuptools wheel" in " ".join(_runs(platform))
+    for name in (f"runtime-{platform}.txt", f"script-{platform}.txt", "build.txt"):
+        assert (LOCKS / name).is_file(), name
+
+
+def test_the_locks_are_current() -> None:
+    """images/lock.py --check: offline, compares each lock's recorded inputs with the requirement files now."""
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "images" / "lock.py"), "--check"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("platform", DOCKERFILES)
+def test_each_lock_pins_the_requirement_files_versions(platform: str) -> None:
+    runtime = _lock(f"runtime-{platform}.txt")
+    for name in _runtime_roots():
+        assert runtime[name.lower()][0] == _pinned_runtime()[name], name
+    stack = {name: runtime[name][0] for name in _model_pins() if name in runtime}
+    if platform in PIP_MODEL_STACK:
+        assert stack == _model_pins()
+        # Wheels for the platform: nothing of the model stack is built in the image.
+        machine = {"amd64": "x86_64", "arm64v8": "aarch64"}[platform]
+        for name in ("numpy", "scipy", "scikit-learn"):
+            assert runtime[name][2].endswith(f"{machine}.whl"), runtime[name]
+    else:
+        assert stack == {}, "the arm32v7 lock leaves Debian's model stack out"
+    script = _lock(f"script-{platform}.txt")
+    assert not set(script) & set(runtime), "the script lock only adds to the runtime's"
+    build = _lock("build.txt")
+    assert all(file.endswith("-none-any.whl") for _, _, file in build.values())
+    sdists = [name for name, (_, _, file) in {**runtime, **script}.items() if not file.endswith(".whl")]
+    assert set(sdists) <= PURE_SDISTS, sdists
+    if sdists:
+        assert {"setuptools", "wheel"} <= set(build)
+
+
+def test_the_images_run_the_same_version_of_every_pip_package() -> None:
+    """The selftest compares their predictions: the locks may differ in files (platform wheels), not versions."""
+    versions: dict[str, set[str]] = {}
+    for platform in DOCKERFILES:
+        for kind in ("runtime", "script"):
+            for name, (version, _, _) in _lock(f"{kind}-{platform}.txt").items():
+                versions.setdefault(name, set()).add(version)
+    assert {n: v for n, v in versions.items() if len(v) > 1} == {}
+    amd64 = _lock("runtime-amd64.txt")
+    arm32v7 = _lock("runtime-arm32v7.txt")
+    assert set(amd64) - set(arm32v7) == set(_model_pins())
+
+
+@pytest.mark.parametrize("platform", DOCKERFILES)
+def test_final_stage_carries_the_oci_labels_after_its_layers(platform: str) -> None:
+    parser = _parse(platform)
+    final = _final_stage(parser)
+    labels = parser.labels
+    for key in OCI_LABELS:
+        assert f"org.opencontainers.image.{key}" in labels, key
+    args = {ins["value"].split("=")[0] for ins in final if ins["instruction"] == "ARG"}
+    assert {"VERSION", "MODEL", "REVISION", "CREATED", "SOURCE", "LICENSES", "DESCRIPTION"} <= args
+    # Labels change with every commit: after every RUN and COPY, so that the layers above stay cached.
+    kinds = [ins["instruction"] for ins in final]
+    assert max(i for i, k in enumerate(kinds) if k in ("RUN", "COPY")) < kinds.index("ARG") < kinds.index("LABEL")
+    # images/build.sh passes each of those ARGs; check_image.py checks each label in the built image.
+    common = (REPO_ROOT / "images" / "common.sh").read_text()
+    passed = common.split("for arg in ", 1)[1].split(";", 1)[0].split()
+    assert args <= set(passed), passed
+    check = (REPO_ROOT / "images" / "check_image.py").read_text()
+    assert "org.opencontainers.image.{key}" in check
+    for key in OCI_LABELS:
+        assert f'"{key}=' in common, key
+
+
+def test_image_scripts_know_every_dockerfile_and_module_json_agrees() -> None:
+    common = (REPO_ROOT / "images" / "common.sh").read_text()
+    assert "ALL_PLATFORMS=(amd64 arm64v8 arm32v7)" in common
+    for platform, dockerfile in DOCKERFILES.items():
+        assert f"{platform}) echo {dockerfile} ;;" in common
+    oci = {"amd64": "linux/amd64", "arm64v8": "linux/arm64", "arm32v7": "linux/arm/v7"}
+    for platform, name in oci.items():
+        assert f"{platform}) echo {name} ;;" in common
+    platforms = json.loads((REPO_ROOT / "module.json").read_text())["image"]["tag"]["platforms"]
+    for platform, path in platforms.items():
+        assert DOCKERFILES[platform] == path.removeprefix("./"), platform
+    push = (REPO_ROOT / "images" / "push.sh").read_text()
+    for command in ("podman manifest create", "podman manifest add", "podman manifest push --all", "imagetools create"):
+        assert command in push, command
+
+
+@pytest.mark.parametrize("script", ["build.sh", "test.sh", "push.sh", "common.sh", "base-customize.sh"])
+def test_image_scripts_parse(script: str) -> None:
+    result = subprocess.run(["bash", "-n", str(REPO_ROOT / "images" / script)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def test_arm32v7_image_pins_debians_model_stack_to_the_same_versions() -> None:
@@ -117,7 +236,9 @@ def test_arm32v7_image_pins_debians_model_stack_to_the_same_versions() -> None:
         expected = f"{package}='{pattern.format(v=version)}*'"
         assert text.count(expected) == 2, f"{expected} in both stages of Dockerfile.arm32v7"
     assert "--system-site-packages" in text
-    assert "-c /tmp/requirements/model.txt" in text  # pip may not replace Debian's packages
+    # pip may not replace Debian's packages: the lock leaves them out, and hash-checking installs nothing else.
+    lock = (LOCKS / "runtime-arm32v7.txt").read_text()
+    assert all(f"{name} {version}" in lock for name, version in pins.items())  # named in the header as Debian's
     assert parser.envs["YARL_NO_EXTENSIONS"] == "1"
 
 
@@ -129,12 +250,17 @@ def test_model_manifest_was_made_with_the_pinned_stack() -> None:
 
 def _runtime_roots() -> list[str]:
     """The packages requirements/runtime.txt names itself (not through -r)."""
+    return list(_pinned_runtime())
+
+
+def _pinned_runtime() -> dict[str, str]:
     lines = (REPO_ROOT / "requirements" / "runtime.txt").read_text().splitlines()
-    return [line.split("==")[0].strip() for line in lines if "==" in line and not line.startswith(("#", "-"))]
+    pairs = [line.split("#")[0].strip().split("==") for line in lines if "==" in line and not line.startswith(("#", "-"))]
+    return {name.strip(): version.strip() for name, version in pairs}
 
 
 def _runtime_closure() -> dict[str, str]:
-    """name -> version of everything pip installs for the arm32v7 image (the model stack comes from Debian)."""
+    """name -> version of everything pip installs for the runtime in this venv, the model stack left out."""
     found: dict[str, str] = {}
     todo = _runtime_roots()
     while todo:
@@ -160,8 +286,10 @@ def test_runtime_requirements_match_what_the_images_install() -> None:
         assert f"{name}=={closure[name.lower()]}" in listed
 
 
-ARMV7 = ["--platform", "manylinux2014_armv7l", "--platform", "linux_armv7l", "--python-version", "3.11",
-         "--implementation", "cp", "--abi", "cp311"]  # fmt: skip
+# What pip on bookworm (glibc 2.36) accepts on armv7, as images/lock.py locks for it.
+ARMV7_TAGS = [*(f"manylinux_2_{n}_armv7l" for n in range(36, 16, -1)), "manylinux2014_armv7l", "linux_armv7l"]
+ARMV7 = [*(o for tag in ARMV7_TAGS for o in ("--platform", tag)), "--python-version", "3.11", "--implementation", "cp",
+         "--abi", "cp311"]  # fmt: skip
 
 
 def _pip_download(into: Path, requirements: list[str], *options: str) -> subprocess.CompletedProcess[str]:
@@ -169,17 +297,22 @@ def _pip_download(into: Path, requirements: list[str], *options: str) -> subproc
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
 
 
-def test_every_pip_requirement_of_the_arm32v7_image_installs_on_armv7(tmp_path: Path) -> None:
-    closure = _runtime_closure()
-    wheels = [f"{name}=={version}" for name, version in closure.items() if name not in PURE_SDISTS]
-    result = _pip_download(tmp_path / "wheels", wheels, "--only-binary=:all:", *ARMV7)
-    assert result.returncode == 0, f"no armv7 wheel or pure-Python wheel for one of {wheels}:\n{result.stderr[-2000:]}"
+def test_every_file_of_the_arm32v7_locks_downloads_for_armv7_with_its_hash(tmp_path: Path) -> None:
+    """pip itself checks the hashes (--require-hashes): the lock installs on armv7 from wheels, or a pure sdist."""
+    locked = {**_lock("runtime-arm32v7.txt"), **_lock("script-arm32v7.txt")}
+    assert set(_runtime_closure()) == set(locked) - set(_model_pins()), "the venv's runtime and the lock name the same packages"
+    wheels = tmp_path / "wheels.txt"
+    wheels.write_text("".join(f"{n}=={v} --hash=sha256:{h}\n" for n, (v, h, f) in locked.items() if f.endswith(".whl")))
+    result = _pip_download(tmp_path / "wheels", ["-r", str(wheels)], "--require-hashes", "--only-binary=:all:", *ARMV7)
+    assert result.returncode == 0, f"a locked armv7 wheel is missing or changed:\n{result.stderr[-2000:]}"
     downloaded = sorted(p.name for p in (tmp_path / "wheels").iterdir())
-    assert len(downloaded) == len(wheels)
+    assert downloaded == sorted(f for _, _, f in locked.values() if f.endswith(".whl"))
     assert all(n.endswith(("-none-any.whl", "armv7l.whl")) for n in downloaded), downloaded
 
-    sdists = [f"{name}=={closure[name]}" for name in PURE_SDISTS if name in closure]
-    result = _pip_download(tmp_path / "sdists", sdists, "--no-binary=:all:")
+    sdists = tmp_path / "sdists.txt"
+    sdists.write_text("".join(f"{n}=={v} --hash=sha256:{h}\n" for n, (v, h, f) in locked.items() if not f.endswith(".whl")))
+    assert {n for n, (_, _, f) in locked.items() if not f.endswith(".whl")} <= PURE_SDISTS
+    result = _pip_download(tmp_path / "sdists", ["-r", str(sdists)], "--require-hashes", "--no-binary=:all:")
     assert result.returncode == 0, result.stderr[-2000:]
     for archive in (tmp_path / "sdists").iterdir():
         with tarfile.open(archive) as tar:

@@ -86,9 +86,9 @@ make_base() {
 }
 
 build() {
-  local p=$1 common labels
-  mapfile -d '' labels < <(label_build_args)
-  common=(--platform "$(platform_of "$p")" -f "$ROOT/$(dockerfile_of "$p")" "${labels[@]}" -t "$(tag_of "$p")")
+  local p=$1 common
+  label_build_args
+  common=(--platform "$(platform_of "$p")" -f "$ROOT/$(dockerfile_of "$p")" "${LABEL_ARGS[@]}" -t "$(tag_of "$p")")
   echo "== building $(tag_of "$p") ($(platform_of "$p"), $ENGINE)"
   if [ "$ENGINE" = docker ]; then
     docker buildx build "${common[@]}" --load "$ROOT"

@@ -29,7 +29,10 @@ done
 SOURCE_PLACEHOLDER=https://example.invalid/edge-inference-module
 # What enters an image; a difference from HEAD there marks the revision -dirty.
 IMAGE_INPUTS=(Dockerfile Dockerfile.arm64v8 Dockerfile.arm32v7 .dockerignore app edgekit model/model.pkl model/model.json requirements)
+# Computed once per run and exported: images/test.sh takes them before building, so a commit made meanwhile
+# cannot make the built labels and the expected ones differ.
 oci_labels() {
+  if [ -n "${EDGE_OCI_LABELS_SET:-}" ]; then return 0; fi
   REVISION=unknown CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ) SOURCE=${EDGE_IMAGE_SOURCE:-}
   if git -C "$ROOT" rev-parse --verify -q HEAD >/dev/null 2>&1; then
     REVISION=$(git -C "$ROOT" rev-parse HEAD)
@@ -49,16 +52,25 @@ project = tomllib.load(open(sys.argv[1], "rb")).get("project", {})
 lic = project.get("license") or "NOASSERTION"
 print(lic.get("text", "NOASSERTION") if isinstance(lic, dict) else lic)' "$ROOT/pyproject.toml" 2>/dev/null || echo NOASSERTION)
   DESCRIPTION=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("description", ""))' "$ROOT/module.json")
+  export REVISION CREATED SOURCE LICENSES DESCRIPTION EDGE_OCI_LABELS_SET=1
 }
 
-# The labels as build args (VERSION and MODEL included), and as `key=value` for images/check_image.py.
+# The labels as build args (VERSION and MODEL included) in LABEL_ARGS, and as `key=value` for images/check_image.py
+# in EXPECTED_LABELS (arrays set here, no mapfile: the docker path also runs with macOS's bash 3.2).
+# The labels also go in as --label: podman 4.3's buildah reuses a cached LABEL step whose ARG values changed (buildah
+# issue 5501), and would keep the first build's revision; a changed --label rebuilds that step. BuildKit needs only
+# the build args, and the --label values are the same.
 label_build_args() {
-  local arg
-  for arg in VERSION MODEL REVISION CREATED SOURCE LICENSES DESCRIPTION; do printf -- '--build-arg\0%s=%s\0' "$arg" "${!arg}"; done
+  local arg label
+  expected_labels
+  LABEL_ARGS=()
+  for arg in VERSION MODEL REVISION CREATED SOURCE LICENSES DESCRIPTION; do LABEL_ARGS+=(--build-arg "$arg=${!arg}"); done
+  for label in "${EXPECTED_LABELS[@]}"; do LABEL_ARGS+=(--label "org.opencontainers.image.$label"); done
+  LABEL_ARGS+=(--label "io.edge-inference.model=$MODEL")
 }
 expected_labels() {
-  printf '%s\0' "title=edge-inference-module" "description=$DESCRIPTION" "version=$VERSION" "source=$SOURCE" \
-    "revision=$REVISION" "created=$CREATED" "licenses=$LICENSES"
+  EXPECTED_LABELS=("title=edge-inference-module" "description=$DESCRIPTION" "version=$VERSION" "source=$SOURCE"
+    "revision=$REVISION" "created=$CREATED" "licenses=$LICENSES")
 }
 
 # A Docker engine with buildx builds from the real base images; otherwise podman with local bases.

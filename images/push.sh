@@ -54,10 +54,20 @@ setting() {
   sed -nE "s/^[[:space:]]*(export[[:space:]]+)?$1[[:space:]]*=[[:space:]]*['\"]?([^'\"]*)['\"]?[[:space:]]*$/\\2/p" "$ROOT/.env" | tail -n 1
 }
 
+# A list of that name from an earlier run goes first. Not with `podman rmi`: podman 4.3 resolves a list's name to
+# the image for this machine's platform in it, and would delete the amd64 image instead of the list.
+replace_list() {
+  if podman manifest exists "$1"; then
+    podman manifest rm "$1" >/dev/null
+  elif podman image exists "$1"; then
+    podman untag "$1" "$1"
+  fi
+}
+
 if [ "$local_only" = 1 ]; then
   [ "$ENGINE" = podman ] || { echo "error: --local needs podman (Docker makes the list in the registry)" >&2; exit 1; }
   list=$IMAGE:$VERSION
-  if podman manifest exists "$list" 2>/dev/null || podman image exists "$list"; then podman rmi "$list" >/dev/null; fi
+  replace_list "$list"
   podman manifest create "$list" >/dev/null
   for p in "${PLATFORMS[@]}"; do
     podman manifest add "$list" "containers-storage:$(tag_of "$p")" >/dev/null
@@ -105,7 +115,7 @@ done
 echo "== pushing $repo:$VERSION (manifest list: ${PLATFORMS[*]})"
 if [ "$ENGINE" = podman ]; then
   list=$repo:$VERSION
-  if podman manifest exists "$list" 2>/dev/null || podman image exists "$list"; then podman rmi "$list" >/dev/null; fi
+  replace_list "$list"
   podman manifest create "$list" >/dev/null
   for p in "${PLATFORMS[@]}"; do podman manifest add "$list" "containers-storage:$(tag_of "$p")" >/dev/null; done
   podman manifest push "${tls[@]}" --all --format v2s2 "$list" "docker://$list"

@@ -103,7 +103,7 @@ iotedgedev: .venv-iotedgedev/bin/iotedgedev
 manifest-goldens: venv iotedgedev
 	$(PY) -m tests.deploy.record
 
-# Both images (amd64, arm32v7): docker buildx if a Docker engine is there, else podman with local
+# The three images (amd64, arm64v8, arm32v7): docker buildx if a Docker engine is there, else podman with local
 # mmdebstrap bases (see images/build.sh). image-test builds, then compares the two selftests.
 image:
 	images/build.sh
@@ -113,7 +113,7 @@ image-test:
 
 # One multi-arch tag: the three images as <repo>:<version>-<platform>, and <repo>:<version> as their manifest list.
 image-push:
-	images/push.sh
+	images/push.sh $(PUSH_ARGS)
 
 # requirements/lock/: every pip file the images install, with its sha256 (images/lock.py; PyPI needed).
 lock: venv

@@ -73,21 +73,25 @@ class Platform:
         return [*PYTHON, *(option for tag in self.tags for option in ("--platform", tag))]
 
     def marker_env(self, extra: str = "") -> dict[str, str]:
-        """PEP 508 marker values of the image: Debian bookworm's CPython 3.11 on Linux."""
-        return {
-            "implementation_name": "cpython",
-            "implementation_version": "3.11.2",
-            "os_name": "posix",
-            "platform_machine": self.machine,
-            "platform_python_implementation": "CPython",
-            "platform_release": "",
-            "platform_system": "Linux",
-            "platform_version": "",
-            "python_full_version": "3.11.2",
-            "python_version": "3.11",
-            "sys_platform": "linux",
-            "extra": extra,
-        }
+        return image_markers(self.machine, extra)
+
+
+def image_markers(machine: str, extra: str = "") -> dict[str, str]:
+    """PEP 508 marker values of an image: Debian bookworm's CPython 3.11.2 on Linux on `machine` (lock.py too)."""
+    return {
+        "implementation_name": "cpython",
+        "implementation_version": "3.11.2",
+        "os_name": "posix",
+        "platform_machine": machine,
+        "platform_python_implementation": "CPython",
+        "platform_release": "",
+        "platform_system": "Linux",
+        "platform_version": "",
+        "python_full_version": "3.11.2",
+        "python_version": "3.11",
+        "sys_platform": "linux",
+        "extra": extra,
+    }
 
 
 ARMV7 = Platform("armv7", "CPython 3.11 on linux armv7", ARMV7_TAGS, "armv7l", blocking=True)

@@ -49,10 +49,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_script_deps import (  # a script beside this one, not a package
+    PYTHON,
     InvalidRequirement,
     Requirement,
     canonicalize_name,
     debian_packages,
+    image_markers,
     model_pins,
     requirement_lines,
 )
@@ -67,7 +69,6 @@ REQUIREMENTS = ROOT / "requirements"
 LOCK_DIR = REQUIREMENTS / "lock"
 FORMAT = "1"  # part of every digest: a change to what this script writes makes all locks stale
 OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
-PYTHON = ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"]
 DEFAULT_INDEX = "https://pypi.org/simple"
 
 
@@ -89,20 +90,7 @@ class Platform:
         return [*PYTHON, *(option for tag in self.tags for option in ("--platform", tag))]
 
     def markers(self, extra: str = "") -> dict[str, str]:
-        return {
-            "implementation_name": "cpython",
-            "implementation_version": "3.11.2",
-            "os_name": "posix",
-            "platform_machine": self.machine,
-            "platform_python_implementation": "CPython",
-            "platform_release": "",
-            "platform_system": "Linux",
-            "platform_version": "",
-            "python_full_version": "3.11.2",
-            "python_version": "3.11",
-            "sys_platform": "linux",
-            "extra": extra,
-        }
+        return image_markers(self.machine, extra)
 
 
 PLATFORMS = {

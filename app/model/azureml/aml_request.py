@@ -258,14 +258,10 @@ class Headers:
         return f"{type(self).__name__}({self._items!r})"
 
 
-class FileStorage:
-    """An uploaded file of a multipart form (Werkzeug's FileStorage, the parts scripts use)."""
+class _ContentTypeOf:
+    """Werkzeug's content_type / mimetype / mimetype_params, read from `headers` (a request's or an uploaded file's)."""
 
-    def __init__(self, stream: IO[bytes], filename: str | None, name: str | None, headers: Headers) -> None:
-        self.stream = stream
-        self.filename = filename
-        self.name = name
-        self.headers = headers
+    headers: Any
 
     @property
     def content_type(self) -> str | None:
@@ -279,6 +275,16 @@ class FileStorage:
     @property
     def mimetype_params(self) -> dict[str, str]:
         return parse_options_header(self.content_type or "")[1]
+
+
+class FileStorage(_ContentTypeOf):
+    """An uploaded file of a multipart form (Werkzeug's FileStorage, the parts scripts use)."""
+
+    def __init__(self, stream: IO[bytes], filename: str | None, name: str | None, headers: Headers) -> None:
+        self.stream = stream
+        self.filename = filename
+        self.name = name
+        self.headers = headers
 
     def read(self, size: int = -1) -> bytes:
         return self.stream.read(size)
@@ -384,7 +390,7 @@ def _parse_multipart(body: bytes, boundary: bytes) -> tuple[MultiDict, MultiDict
     return form, files
 
 
-class AMLRequest:
+class AMLRequest(_ContentTypeOf):
     """The request a @rawhttp run() receives (Flask's request in azmlinfsrv)."""
 
     def __init__(
@@ -414,19 +420,6 @@ class AMLRequest:
     @property
     def full_path(self) -> str:
         return f"{self.path}?{self.query_string.decode('latin-1')}"
-
-    @property
-    def content_type(self) -> str | None:
-        value: str | None = self.headers.get("Content-Type")
-        return value
-
-    @property
-    def mimetype(self) -> str:
-        return parse_options_header(self.content_type or "")[0].lower()
-
-    @property
-    def mimetype_params(self) -> dict[str, str]:
-        return parse_options_header(self.content_type or "")[1]
 
     @property
     def content_length(self) -> int | None:

@@ -331,5 +331,5 @@ class LocalEdge:
         if command == "status":
             return self.status()
         if command == MODULECRED:
-            return credentials(self, request.get("module"))
+            return credentials(request.get("module"), self.specs, self._environment, self.modules)
         raise EdgeError(f"unknown command {command!r}")

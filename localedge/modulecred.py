@@ -15,36 +15,40 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from localedge.control import request
+from localedge.deployment import ModuleSpec
 from localedge.errors import EdgeError
-
-if TYPE_CHECKING:
-    from localedge.edge import LocalEdge
+from localedge.processes import ModuleProcess
 
 COMMAND = "modulecred"
 
 
-def credentials(edge: LocalEdge, module: str | None) -> dict[str, Any]:
+def credentials(
+    module: str | None,
+    specs: Mapping[str, ModuleSpec],
+    environment: Callable[[ModuleSpec], Mapping[str, str]],
+    processes: Mapping[str, ModuleProcess],
+) -> dict[str, Any]:
     """The control command's answer: {"module", "env", "pid"} (pid: the edge runs that module itself, else None).
 
-    `module` None means the edge's only module. `env` is what the edge itself sets for the module, not the
-    edge's own inherited environment, which the user's shell has anyway.
+    `module` None means the edge's only module; `environment` is the edge's own for a module's process, of which
+    `env` keeps what the edge sets, not the edge's inherited environment (the user's shell has that anyway).
     """
-    names = list(edge.specs)
     if module is None:
-        if len(names) != 1:
-            raise EdgeError(f"name the module: the edge runs {', '.join(names) or 'none'}")
-        module = names[0]
-    spec = edge.specs.get(module)
+        if len(specs) != 1:
+            raise EdgeError(f"name the module: the edge runs {', '.join(specs) or 'none'}")
+        module = next(iter(specs))
+    spec = specs.get(module)
     if spec is None:
-        raise EdgeError(f"no module '{module}' in the running edge (modules: {', '.join(names) or 'none'})")
-    env = {k: v for k, v in edge._environment(spec).items() if os.environ.get(k) != v}
-    process = edge.modules.get(module)
-    running = process is not None and process.process is not None and process.process.poll() is None
-    return {"module": module, "env": env, "pid": process.pid if running and process is not None else None}
+        raise EdgeError(f"no module '{module}' in the running edge (modules: {', '.join(specs) or 'none'})")
+    env = {k: v for k, v in environment(spec).items() if os.environ.get(k) != v}
+    child = processes.get(module)
+    running = child is not None and child.process is not None and child.process.poll() is None
+    return {"module": module, "env": env, "pid": child.pid if running and child is not None else None}
 
 
 def add_parser(sub: Any) -> None:

@@ -163,14 +163,16 @@ class DevApi:
         return f"http://localhost:{self.port}{API_PATH}"
 
     def start(self, timeout: float = 10.0) -> DevApi:
-        self._link = Link(self.broker, f"localedge-devapi-{self.module}", lambda _msg, _at: None).connect(timeout)
+        link = Link(self.broker, f"localedge-devapi-{self.module}", lambda _msg, _at: None)  # it only publishes
+        link.connect(timeout)
         try:
             self._server = ThreadingHTTPServer((self.host, self.port), _handler(self))
         except OSError as exc:
-            self._link.close()
+            link.close()
             raise EdgeError(
                 f"the HTTP API cannot listen on {self.host}:{self.port}: {exc} (choose another with --api-port)"
             ) from None
+        self._link = link
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="localedge-devapi", daemon=True)

@@ -228,7 +228,12 @@ def _handler(api: DevApi) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             if urllib.parse.urlsplit(self.path).path != API_PATH:
                 return self._not_found()
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                return self._answer(HTTPStatus.BAD_REQUEST, {"error": "Content-Length is not a byte count"})
             if length > MAX_REQUEST_BYTES:
                 return self._answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"the body is over {MAX_REQUEST_BYTES} bytes"})
             try:

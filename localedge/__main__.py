@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from localedge import test_route
+from localedge import modulecred, single, test_route
 from localedge.control import NoEdgeRunning, request
 from localedge.deployment import DeploymentError, load_deployment
 from localedge.edge import LocalEdge
@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--until", type=int, default=None, metavar="N", help="stop once N messages reached $upstream")
     r.add_argument("--timeout", type=float, default=None, metavar="S", help="with --until: give up after S seconds (exit 1)")
     r.add_argument("--json", action="store_true", help="each upstream message and the final summary as JSON lines")
+    single.add_arguments(r)
 
     d = sub.add_parser("desired", help="patch a module's desired properties in the running edge")
     d.add_argument("module")
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("payload", nargs="?", default="null", help="JSON (default null)")
     c.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer (default 30; IoT Hub answers 504)")
     test_route.add_parser(sub)
+    modulecred.add_parser(sub)
     return p
 
 
@@ -97,7 +99,8 @@ def _stopping(_signum: int, _frame: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        deployment = load_deployment(args.manifest, args.env, args.commands)
+        one = single.plan(args) if single.requested(args) else None
+        deployment = one.deployment if one else load_deployment(args.manifest, args.env, args.commands)
     except DeploymentError as err:
         print(f"error: cannot run the deployment; {len(err.problems)} problem(s):\n{err}", file=sys.stderr)
         return EXIT_USAGE
@@ -106,8 +109,14 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     printer = Printer(args.json)
     edge = LocalEdge(
-        deployment, production_path=args.production_path, verbose=args.verbose, on_upstream=printer, keep_run_dir=args.keep
+        deployment,
+        production_path=args.production_path,
+        verbose=args.verbose,
+        on_upstream=single.show_output if one and not args.json else printer,
+        keep_run_dir=args.keep,
+        external=one.external if one else (),
     )
+    api = None
     # SIGINT too: a shell without job control starts background jobs with it ignored, and Ctrl-C must work.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the finally below stops every child
         signal.signal(sig, _raise_interrupt)
@@ -117,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         printer.since = edge.ready_at or printer.since
         names = ", ".join(f"{name} (pid {m.pid})" for name, m in edge.modules.items())
         print(f"local edge ready: {names}; run dir {edge.run_dir}", file=sys.stderr, flush=True)
+        api = single.start_api(one, edge) if one else None
         if args.until is not None:
             code = EXIT_OK if edge.upstream.wait_for(args.until, args.timeout) else EXIT_FAILED
             if code:
@@ -133,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         # A second Ctrl-C (or `timeout`, which signals the child and its group) must not cut the stop short.
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, _stopping)
+        if api is not None:
+            api.stop()
         edge.stop()
     summary = edge.upstream.summary(edge.ready_at)
     if args.json:
@@ -178,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.verb == "run":
         return run(args)
-    if args.verb == "test-route":
+    if args.verb in ("test-route", modulecred.COMMAND):
         return int(args.handler(args))
     return control(args)
 

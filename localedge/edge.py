@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +29,8 @@ from localedge.deployment import INFERENCE, Deployment, ModuleSpec
 from localedge.errors import EdgeError
 from localedge.hub import Hub
 from localedge.link import Link
+from localedge.modulecred import COMMAND as MODULECRED
+from localedge.modulecred import credentials
 from localedge.processes import REPO_ROOT, ModuleProcess, module_environment
 from localedge.twin import METHOD_RESPONSE, TWIN_GET, TWIN_REPORTED, Twin
 from localedge.upstream import UpstreamMessage, UpstreamRecorder
@@ -59,6 +61,7 @@ class LocalEdge:
         ready_timeout: float = READY_TIMEOUT_S,
         stop_timeout: float = STOP_TIMEOUT_S,
         trace_brokers: bool = False,
+        external: Collection[str] = (),
     ) -> None:
         self.deployment = deployment
         self.device_id = device_id
@@ -70,6 +73,7 @@ class LocalEdge:
         self.stop_timeout = stop_timeout
         self.trace_brokers = trace_brokers  # every broker logs every packet (Broker.trace)
         self.specs = {m.name: m for m in deployment.running}
+        self.external = frozenset(external)  # served (broker, twin, routes) but run by the user: single-module mode
         self.upstream = UpstreamRecorder(self._error_output, on_upstream)
         self.run_dir: Path | None = None
         self.ca: CertAuthority | None = None
@@ -104,7 +108,7 @@ class LocalEdge:
             if self.production_path:
                 self.workload = WorkloadAPI(self.ca.cert).start()  # its socket in a 0700 dir of its own
             for wave in self.deployment.start_waves():
-                self._start_wave(wave)
+                self._start_wave([name for name in wave if name not in self.external])
             if self.use_control:
                 self.control = ControlServer(self.run_dir / "control.sock", self.handle_control).start()
             self.ready_at = time.perf_counter()
@@ -326,4 +330,6 @@ class LocalEdge:
             return {"status": status, "payload": payload}
         if command == "status":
             return self.status()
+        if command == MODULECRED:
+            return credentials(request.get("module"), self.specs, self._environment, self.modules)
         raise EdgeError(f"unknown command {command!r}")

@@ -357,7 +357,9 @@ class LocalEdge:
     def status(self) -> dict[str, Any]:
         return {
             "device": self.device_id,
+            "name": self.name,
             "run_dir": str(self.run_dir),
+            "logs_dir": str(self.logs_dir),
             "modules": {
                 name: {
                     "pid": m.pid,

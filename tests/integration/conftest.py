@@ -103,9 +103,11 @@ def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., M
 
 @pytest.fixture
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private control state dir: a developer's own running edge is not touched (the CLI children inherit it)."""
+    """A private control state dir (and runs' logs dir): a developer's own running edge and kept logs are not
+    touched (the CLI children inherit both)."""
     path = tmp_path / "state"
     monkeypatch.setenv("LOCALEDGE_STATE_DIR", str(path))
+    monkeypatch.setenv("LOCALEDGE_RUNS_DIR", str(tmp_path / "runs"))
     return path
 
 

@@ -291,6 +291,7 @@ class EdgeRun:
         keep: bool = False,
         verbose: bool = False,
         keep_times: bool = False,
+        backoff: Backoff = BACKOFF,
     ) -> None:
         # An idle sensor still ticks: at MessageDelay 0 (as fast as it can) it would spin a core doing nothing.
         delay = 1.0 if not send else 0.0 if rate <= 0 else 1 / rate
@@ -307,7 +308,7 @@ class EdgeRun:
             keep_run_dir=True,  # read after stop(), then removed here unless `keep`
             verbose=verbose,
             trace_brokers=trace,
-            backoff=BACKOFF,
+            backoff=backoff,
         )
         self.keep, self.trace = keep, trace
         self._ids: set[str] = set()

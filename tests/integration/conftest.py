@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +116,8 @@ def start_edge(state_dir: Path) -> Iterator[Callable[..., LocalEdge]]:
     mosquitto_or_skip()
     edges: list[LocalEdge] = []
 
-    def start(*env: str, manifest: Path | None = None, **options: Any) -> LocalEdge:
-        edge = LocalEdge(load_deployment(manifest, env), **options)
+    def start(*env: str, manifest: Path | None = None, commands: Sequence[str] = (), **options: Any) -> LocalEdge:
+        edge = LocalEdge(load_deployment(manifest, env, commands), **options)
         edges.append(edge)
         return edge.start()
 

@@ -28,15 +28,16 @@ from typing import Any
 
 import orjson
 
+from localedge.agent import Backoff
 from localedge.deployment import DEFAULT_MANIFEST, load_deployment
 from localedge.edge import DEVICE_ID, LocalEdge
-from localedge.errors import EdgeError
 from localedge.processes import ModuleProcess
 from localedge.upstream import UpstreamMessage
 from localedge.wire import decode_properties, input_topic
 
 SENSOR, MODEL = "tempSensor", "inference"
-RESTART_DELAY_S = 1.0  # before restarting a module that exited on its own; doubles with each exit, as edgeAgent backs off
+# edgeAgent's back-off, a tenth of it: a module that exited on its own is restarted after 1 s, 2 s, 4 s ... (30 s at most)
+BACKOFF = Backoff().scaled(0.1)
 
 # Module log lines worth counting after a run: (label, text in the line).
 EVIDENCE = (
@@ -271,10 +272,11 @@ class EdgeRun:
     """deployment.template.json on a local edge: tempSensor -> inference -> $upstream, every outcome counted by id.
 
     The sensor sends at `rate` messages/s without end (or `count`), so faults can be spaced by recovery rather
-    than by a fixed schedule; end_stream() stops it. As edgeAgent does for `restartPolicy: always`, an inference
-    module that exits on its own (a crash, its watchdog's verdict) is started again with the same environment; the
-    harness's own kills and restarts hold `control`. stop() stops every process by PID (also on failure, and at
-    exit) and removes the run directory unless `keep`.
+    than by a fixed schedule; end_stream() stops it. The local edge's supervisor applies `restartPolicy: always`
+    with edgeAgent's back-off (BACKOFF): an inference module that exits on its own (a crash, its watchdog's
+    verdict) is started again with the same environment; the harness's own kills and restarts hold `control` (and
+    the edge's kill_module() holds the module from its supervisor). stop() stops every process by PID (also on
+    failure, and at exit) and removes the run directory unless `keep`.
     """
 
     def __init__(
@@ -289,6 +291,7 @@ class EdgeRun:
         keep: bool = False,
         verbose: bool = False,
         keep_times: bool = False,
+        backoff: Backoff = BACKOFF,
     ) -> None:
         # An idle sensor still ticks: at MessageDelay 0 (as fast as it can) it would spin a core doing nothing.
         delay = 1.0 if not send else 0.0 if rate <= 0 else 1 / rate
@@ -305,38 +308,24 @@ class EdgeRun:
             keep_run_dir=True,  # read after stop(), then removed here unless `keep`
             verbose=verbose,
             trace_brokers=trace,
+            backoff=backoff,
         )
         self.keep, self.trace = keep, trace
         self._ids: set[str] = set()
         self.log = ""  # the inference module's log, every incarnation, after stop()
         self.delivered: set[str] | None = None
         self.control = threading.RLock()  # held by whoever kills or restarts the module
-        self.exits: list[str] = []  # the module's own exits, each restarted as edgeAgent would
-        self._stopping = threading.Event()
-        self._agent = threading.Thread(target=self._restart_exited, name="edge-agent", daemon=True)
 
     def start(self) -> EdgeRun:
         self.edge.start()
-        self._agent.start()
         return self
 
-    def _restart_exited(self) -> None:
-        """edgeAgent's restartPolicy `always`: start an inference module that exited on its own again, backing off."""
-        while not self._stopping.wait(0.2):
-            with self.control:
-                exited = self.model.process
-                if exited is None or exited.poll() is None:
-                    continue
-                self.exits.append(f"exited by itself (code {exited.returncode}), restarted")
-            if self._stopping.wait(min(30.0, RESTART_DELAY_S * 2 ** (len(self.exits) - 1))):
-                return
-            with self.control:
-                if self._stopping.is_set() or self.model.process is not exited:
-                    continue  # stopping, or restarted meanwhile
-                try:
-                    self.restart()
-                except EdgeError as exc:  # the next round tries again
-                    self.exits.append(f"restart failed: {str(exc).splitlines()[0]}")
+    @property
+    def exits(self) -> list[str]:
+        """The module's own exits (not the harness's kills), as the edge's supervisor handled them."""
+        supervisor = self.edge.supervisor
+        records = supervisor.exits if supervisor is not None else []
+        return [f"exited by itself (code {e.code}), {'restarted' if e.restarted else 'not restarted'}" for e in records]
 
     def __enter__(self) -> EdgeRun:
         return self.start()
@@ -346,11 +335,8 @@ class EdgeRun:
 
     def stop(self) -> None:
         """Stop everything (by PID), read the logs and the broker trace, remove the run directory."""
-        self._stopping.set()
         with signals_held(), self.control:  # a second Ctrl-C must not cut the stop short; no restart meanwhile
             self.edge.stop()
-        if self._agent.is_alive():
-            self._agent.join(5)
         self.sent_ids()  # the hub's record outlives its links
         run_dir = self.edge.run_dir
         if run_dir is None:

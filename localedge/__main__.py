@@ -1,4 +1,4 @@
-"""Command line of the local edge: `python -m localedge run|desired|twin|call ...` (see --help)."""
+"""Command line of the local edge: `python -m localedge run|desired|twin|call|stop|clean ...` (see --help)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import json
 import logging
 import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from localedge import modulecred, single, test_route
-from localedge.control import NoEdgeRunning, request
+from localedge import modulecred, runs, single, test_route
+from localedge.agent import Backoff
+from localedge.control import NoEdgeRunning, edge_name, request, running_edges
 from localedge.deployment import DeploymentError, load_deployment
 from localedge.edge import LocalEdge
 from localedge.errors import EdgeError
@@ -41,7 +41,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--production-path", action="store_true", help="start modules through a local workload API (IOTEDGE_*)")
     r.add_argument("--verbose", action="store_true", help="module logs on the terminal too, prefixed by module name")
-    r.add_argument("--keep", action="store_true", help="keep the run directory (logs, broker data) after the run")
+    r.add_argument("--name", default=None, help="its name for --edge (default: the manifest's folder)")
+    r.add_argument(
+        "--keep", action="store_true", help="also keep the temporary run dir (broker data, certificates); logs are kept anyway"
+    )
+    r.add_argument(
+        "--keep-runs", type=int, default=runs.KEEP_RUNS, metavar="N", help=f"keep the last N runs' logs ({runs.KEEP_RUNS})"
+    )
+    r.add_argument(
+        "--cool-off",
+        type=float,
+        default=Backoff.cool_off_unit_s,
+        metavar="S",
+        help="edgeAgent's restart cool-off unit: restarts after S, 2S, 4S ... seconds, at most 30S (default 10)",
+    )
     r.add_argument("--until", type=int, default=None, metavar="N", help="stop once N messages reached $upstream")
     r.add_argument("--timeout", type=float, default=None, metavar="S", help="with --until: give up after S seconds (exit 1)")
     r.add_argument("--json", action="store_true", help="each upstream message and the final summary as JSON lines")
@@ -52,11 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("patch", help="a JSON object, e.g. '{\"SendInterval\": 1}'")
     t = sub.add_parser("twin", help="print a module's twin in the running edge")
     t.add_argument("module")
+    s = sub.add_parser("stop", help="stop a running edge (as Ctrl-C in its terminal)")
+    k = sub.add_parser("clean", help="remove the kept logs of past runs (not of running edges)")
+    k.add_argument("--keep", type=int, default=0, metavar="N", help="keep the newest N runs (default 0)")
     c = sub.add_parser("call", help="invoke a direct method of a module in the running edge")
     c.add_argument("module")
     c.add_argument("method")
     c.add_argument("payload", nargs="?", default="null", help="JSON (default null)")
     c.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer (default 30; IoT Hub answers 504)")
+    for command in (d, t, c, s):
+        command.add_argument("--edge", default=None, metavar="NAME", help="the edge to reach (default: the only one running)")
     test_route.add_parser(sub)
     modulecred.add_parser(sub)
     return p
@@ -97,6 +115,33 @@ def _stopping(_signum: int, _frame: Any) -> None:
     print("stopping: every module, broker and temporary file is being removed", file=sys.stderr, flush=True)
 
 
+def how_to(edge: LocalEdge) -> str:
+    """What a newcomer can do with the running edge, from another terminal."""
+    module = next(iter(edge.modules), "MODULE")
+    target = f" --edge {edge.name}"
+    return "\n".join(
+        [
+            f"  twin:     python -m localedge twin {module}{target}",
+            f"  desired:  python -m localedge desired {module} '{{\"key\": 1}}'{target}",
+            f"  methods:  python -m localedge call {module} METHOD '{{}}'{target}",
+            f"  stop:     python -m localedge stop{target}",
+            f"  logs:     {edge.logs_dir}/<module>.log (kept; python -m localedge clean removes old runs)",
+        ]
+    )
+
+
+def wait_upstream(edge: LocalEdge, count: int, timeout: float | None) -> bool:
+    """True once `count` messages reached $upstream; False on timeout or a `stop` request."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not edge.stop_requested.is_set():
+        left = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+        if edge.upstream.wait_for(count, max(0.0, left)):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+    return False
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         one = single.plan(args) if single.requested(args) else None
@@ -108,6 +153,10 @@ def run(args: argparse.Namespace) -> int:
         print("error: --timeout goes with --until N", file=sys.stderr)
         return EXIT_USAGE
     printer = Printer(args.json)
+    name = args.name or edge_name(deployment.source.resolve().parent.name)
+    if name in running_edges():
+        print(f"error: a local edge named '{name}' is already running: give this one another --name", file=sys.stderr)
+        return EXIT_USAGE
     edge = LocalEdge(
         deployment,
         production_path=args.production_path,
@@ -115,6 +164,9 @@ def run(args: argparse.Namespace) -> int:
         on_upstream=single.show_output if one and not args.json else printer,
         keep_run_dir=args.keep,
         external=one.external if one else (),
+        name=name,
+        backoff=Backoff(cool_off_unit_s=args.cool_off, max_cool_off_s=30 * args.cool_off),
+        logs_dir=runs.new_run(name, max(1, args.keep_runs)),
     )
     api = None
     # SIGINT too: a shell without job control starts background jobs with it ignored, and Ctrl-C must work.
@@ -124,16 +176,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         edge.start()
         printer.since = edge.ready_at or printer.since
-        names = ", ".join(f"{name} (pid {m.pid})" for name, m in edge.modules.items())
-        print(f"local edge ready: {names}; run dir {edge.run_dir}", file=sys.stderr, flush=True)
+        names = ", ".join(f"{module} (pid {m.pid})" for module, m in edge.modules.items())
+        print(f"local edge '{name}' ready: {names}; run dir {edge.run_dir}", file=sys.stderr, flush=True)
+        print(how_to(edge), file=sys.stderr, flush=True)
         api = single.start_api(one, edge) if one else None
         if args.until is not None:
-            code = EXIT_OK if edge.upstream.wait_for(args.until, args.timeout) else EXIT_FAILED
-            if code:
+            code = EXIT_OK if wait_upstream(edge, args.until, args.timeout) else EXIT_FAILED
+            if code and not edge.stop_requested.is_set():
                 print(f"timeout: {edge.upstream.count} of {args.until} upstream messages in {args.timeout:g}s", file=sys.stderr)
         else:
-            print("Ctrl-C stops everything", file=sys.stderr, flush=True)
-            threading.Event().wait()
+            print(f"Ctrl-C (or python -m localedge stop --edge {name}) stops everything", file=sys.stderr, flush=True)
+            edge.stop_requested.wait()
     except KeyboardInterrupt:
         pass
     except EdgeError as err:
@@ -154,15 +207,30 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
+def clean(args: argparse.Namespace) -> int:
+    """Remove past runs' logs, sparing those of running edges."""
+    spare = set()
+    for name in running_edges():
+        try:
+            spare.add(Path(request({"command": "status"}, edge=name)["logs_dir"]))
+        except (EdgeError, KeyError, TypeError):
+            continue  # a stale state file: nothing to spare
+    removed = runs.clean(args.keep, spare=frozenset(spare))
+    print(f"removed {len(removed)} run(s) from {runs.runs_root()}" + (f"; {len(spare)} running edge(s) kept" if spare else ""))
+    return EXIT_OK
+
+
 def control(args: argparse.Namespace) -> int:
     try:
         if args.verb == "desired":
-            answer = request({"command": "desired", "module": args.module, "patch": json.loads(args.patch)})
+            answer = request({"command": "desired", "module": args.module, "patch": json.loads(args.patch)}, edge=args.edge)
         elif args.verb == "twin":
-            answer = request({"command": "twin", "module": args.module})
+            answer = request({"command": "twin", "module": args.module}, edge=args.edge)
+        elif args.verb == "stop":
+            answer = request({"command": "stop"}, edge=args.edge)
         else:
             message = {"command": "call", "module": args.module, "method": args.method, "payload": json.loads(args.payload)}
-            answer = request({**message, "timeout": args.timeout}, timeout=args.timeout + 10)
+            answer = request({**message, "timeout": args.timeout}, timeout=args.timeout + 10, edge=args.edge)
     except json.JSONDecodeError as err:
         print(f"error: not JSON: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -181,6 +249,9 @@ def control(args: argparse.Namespace) -> int:
     if args.verb == "twin":
         print(json.dumps(answer["twin"], indent=2))
         return EXIT_OK
+    if args.verb == "stop":
+        print(f"stopping '{answer['stopping']}'")
+        return EXIT_OK
     print(f"{answer['status']} {json.dumps(answer['payload'])}")
     return EXIT_OK if answer["status"] < 400 else EXIT_FAILED
 
@@ -192,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     if args.verb in ("test-route", modulecred.COMMAND):
         return int(args.handler(args))
+    if args.verb == "clean":
+        return clean(args)
     return control(args)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from app.settings import Settings
 from deploy.manifest import AGENT, HUB, ManifestError, dig, expand, load_env, load_json, variable_resolver
 from edgekit.routes import ModuleInput, Route, RouteError, module_problems, parse_routes
+from localedge.create_options import CreateOptions, parse_create_options
 from localedge.errors import EdgeError
 from localedge.processes import REPO_ROOT
 
@@ -34,6 +35,8 @@ OUR_IMAGE_PLACEHOLDER = re.compile(r"^\$\{MODULES\.(?P<name>[^.}]+)(?:\.[^}]+)?\
 
 INFERENCE, SENSOR, MAPPED = "inference", "sensor", "mapped"
 KIND_COMMANDS = {INFERENCE: ("python", "-m", "app"), SENSOR: ("python", "-m", "sensor")}
+RESTART_POLICIES = ("never", "on-failure", "on-unhealthy", "always")  # edgeAgent's; its default is "always"
+STATUSES = ("running", "stopped")
 
 
 class DeploymentError(EdgeError):
@@ -55,6 +58,8 @@ class ModuleSpec:
     command: tuple[str, ...]  # program first; "python" means this interpreter
     env: Mapping[str, str] = field(default_factory=dict)
     desired: Mapping[str, Any] = field(default_factory=dict)
+    restart_policy: str = "always"
+    create: CreateOptions = field(default_factory=CreateOptions)  # createOptions' Env, WorkingDir, Binds
 
     @property
     def running(self) -> bool:
@@ -219,19 +224,32 @@ class _Reader:
             )
             return None
         env = env_values(expand(dig(raw, "env"), self.resolve, str(self.path), expanded), name, problems)
+        settings = dig(raw, "settings")
+        options = {k: v for k, v in settings.items() if k.startswith("createOptions")} if isinstance(settings, dict) else {}
+        create, create_problems = parse_create_options(expand(options, self.resolve, str(self.path), expanded))
+        problems += [f"module '{name}': {p}" for p in create_problems]
+        env.update(create.env)  # edgelet merges createOptions' Env over the module's env
         user_env = self.overrides.get(name, {})
-        if kind == INFERENCE and "HTTP_PORT" not in user_env:
+        if kind == INFERENCE and "HTTP_PORT" not in user_env and "HTTP_PORT" not in create.env:
             env["HTTP_PORT"] = "0"  # several runs (and the user's own `serve`) must not compete for a port
         env.update(user_env)
+        status = str(dig(raw, "status") or "running")
+        policy = str(dig(raw, "restartPolicy") or "always")
+        if status not in STATUSES:
+            problems.append(f"module '{name}': status {status!r} is not one of {', '.join(STATUSES)}")
+        if policy not in RESTART_POLICIES:
+            problems.append(f"module '{name}': restartPolicy {policy!r} is not one of {', '.join(RESTART_POLICIES)}")
         desired = dig(self.doc, "modulesContent", name, "properties.desired") or {}
         return ModuleSpec(
             name=name,
             image=image,
             kind=kind,
-            status=str(dig(raw, "status") or "running"),
+            status=status,
             command=self.mapped.get(name) or KIND_COMMANDS[kind],
             env=env,
             desired=expand(desired, self.resolve, str(self.path), expanded),
+            restart_policy=policy,
+            create=create,
         )
 
 

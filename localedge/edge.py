@@ -11,20 +11,24 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import secrets
 import shutil
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from app.settings import ENV_NAMES
+from localedge.agent import Backoff, Supervisor
 from localedge.broker import Broker
 from localedge.certs import CertAuthority, shared_dir
-from localedge.control import ControlServer
+from localedge.control import ControlServer, edge_name
+from localedge.create_options import Applied as AppliedOptions
+from localedge.create_options import apply as apply_create_options
 from localedge.deployment import INFERENCE, Deployment, ModuleSpec
 from localedge.errors import EdgeError
 from localedge.hub import Hub
@@ -62,6 +66,11 @@ class LocalEdge:
         stop_timeout: float = STOP_TIMEOUT_S,
         trace_brokers: bool = False,
         external: Collection[str] = (),
+        name: str | None = None,
+        supervise: bool = True,
+        backoff: Backoff = Backoff(),  # noqa: B008 - frozen
+        logs_dir: Path | None = None,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self.deployment = deployment
         self.device_id = device_id
@@ -72,6 +81,13 @@ class LocalEdge:
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
         self.trace_brokers = trace_brokers  # every broker logs every packet (Broker.trace)
+        self.name = name or edge_name(deployment.source.resolve().parent.name)  # control.py reaches it by this name
+        self.supervise, self.backoff = supervise, backoff  # restartPolicy applied by agent.Supervisor
+        self.logs_dir = logs_dir  # module logs here (kept); None: in the run directory
+        self.say = say or _stderr  # what the user is told as it happens (exits, restarts, mounts)
+        self.supervisor: Supervisor | None = None
+        self.stop_requested = threading.Event()  # a `stop` control request
+        self._module_lock = threading.RLock()  # held by whoever replaces a module's process
         self.specs = {m.name: m for m in deployment.running}
         self.external = frozenset(external)  # served (broker, twin, routes) but run by the user: single-module mode
         self.upstream = UpstreamRecorder(self._error_output, on_upstream)
@@ -86,6 +102,7 @@ class LocalEdge:
         self.workload: WorkloadAPI | None = None
         self.ready_at: float | None = None
         self._logs: dict[str, IO[str]] = {}
+        self._applied: dict[str, AppliedOptions] = {}
         self._start_order: list[str] = []
         self._stop_lock = threading.Lock()
         self._stopped = False
@@ -97,7 +114,8 @@ class LocalEdge:
         atexit.register(self.stop)
         try:
             self.run_dir = shared_dir("localedge-run-")
-            (self.run_dir / "logs").mkdir()
+            self.logs_dir = self.logs_dir or self.run_dir / "logs"
+            self.logs_dir.mkdir(parents=True, exist_ok=True)
             self.ca = CertAuthority.create(self.run_dir / "ca")
             for name in self.specs:
                 self.brokers[name] = Broker(self.ca, self.run_dir / "brokers" / name, trace=self.trace_brokers).start()
@@ -107,10 +125,24 @@ class LocalEdge:
                 self.twins[name] = Twin(self.brokers[name], self.device_id, name, spec.desired).start()
             if self.production_path:
                 self.workload = WorkloadAPI(self.ca.cert).start()  # its socket in a 0700 dir of its own
+            for spec in self.deployment.modules.values():
+                if not spec.running:
+                    self.say(f"module '{spec.name}': status {spec.status}, not started (as edgeAgent)")
             for wave in self.deployment.start_waves():
                 self._start_wave([name for name in wave if name not in self.external])
+            if self.supervise:
+                self.supervisor = Supervisor(
+                    {name: spec.restart_policy for name, spec in self.specs.items() if name in self.modules},
+                    self._module,
+                    self._respawn,
+                    self._module_lock,
+                    backoff=self.backoff,
+                    health_ports={name: _http_port(self.modules[name].env) for name in self.modules},
+                    ready_timeout=self.ready_timeout,
+                    say=self.say,
+                ).start()
             if self.use_control:
-                self.control = ControlServer(self.run_dir / "control.sock", self.handle_control).start()
+                self.control = ControlServer(self.run_dir / "control.sock", self.handle_control, self.name).start()
             self.ready_at = time.perf_counter()
         except BaseException:
             self.stop()
@@ -140,21 +172,34 @@ class LocalEdge:
             journal = self.run_dir / "journal" / spec.name
             journal.mkdir(parents=True, exist_ok=True)  # as the runtime creates a bind mount's directory
             volumes["JOURNAL_DIR"] = str(journal)
-        # The manifest (and --env) set the module's settings, not whatever this shell exported.
-        return module_environment({**volumes, **spec.env, **edge_env}, drop=ENV_NAMES)
+        # The manifest (createOptions' Env, --env) set the module's settings, not whatever this shell exported.
+        return module_environment({**volumes, **self._create_options(spec).env, **edge_env}, drop=ENV_NAMES)
+
+    def _create_options(self, spec: ModuleSpec) -> AppliedOptions:
+        """The module's createOptions as applied to a process (once; a module run by hand gets them too)."""
+        if spec.name not in self._applied:
+            assert self.run_dir is not None
+            applied = self._applied[spec.name] = apply_create_options(spec.name, spec.env, spec.create, self.run_dir / "volumes")
+            for note in applied.notes:
+                self.say(note)
+        return self._applied[spec.name]
 
     def _start_wave(self, names: list[str]) -> None:
         """Start these modules together and wait until each is ready (bounded)."""
         for name in names:
             spec = self.specs[name]
-            assert self.run_dir is not None
-            self._logs[name] = open(self.run_dir / "logs" / f"{name}.log", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+            assert self.run_dir is not None and self.logs_dir is not None
+            self._logs[name] = open(self.logs_dir / f"{name}.log", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
             argv = spec.argv
+            applied = self._create_options(spec)
+            env = self._environment(spec)
+            if applied.cwd is not None and applied.cwd != REPO_ROOT:  # `python -m app` still finds this repository
+                env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(REPO_ROOT)) if p)
             module = ModuleProcess(
-                self._environment(spec),
+                env,
                 args=argv[1:],
                 executable=argv[0],
-                cwd=REPO_ROOT,
+                cwd=applied.cwd or REPO_ROOT,
                 on_line=lambda line, n=name: self._log_line(n, line),
                 own_group=True,
             )
@@ -189,6 +234,8 @@ class LocalEdge:
         atexit.unregister(self.stop)
         if self.control is not None:
             self.control.stop()
+        if self.supervisor is not None:
+            self.supervisor.stop()  # no restart from here on
         for name in reversed(self._start_order):  # sources before their targets: targets finish what they got
             self.exit_codes[name] = self.modules[name].stop(self.stop_timeout)
         if self.hub is not None:
@@ -223,21 +270,37 @@ class LocalEdge:
         routed to it meanwhile is queued for its return, as edgeHub stores it.
         """
         module = self._module(name)
+        if self.supervisor is not None:
+            self.supervisor.hold(name)  # the caller restarts it (restart_module), not the supervisor
         module.send_signal(sig)
         return module.wait_exit(self.stop_timeout if timeout is None else timeout)
 
     def restart_module(self, name: str, ready_timeout: float | None = None) -> ModuleProcess:
         """Start module `name` again as edgeAgent restarts a container: the same command and environment (the same
         identity and JOURNAL_DIR); wait until it is ready. The previous process must have exited (kill_module)."""
-        old = self._module(name)
-        if old.process is not None and old.process.poll() is None:
-            raise EdgeError(f"module '{name}' (pid {old.pid}) is still running; kill_module() it first")
-        old.stop(0)  # reaps it and closes its pipe
-        module = self.modules[name] = old.again()
-        module.start()
+        with self._module_lock:
+            old = self._module(name)
+            if old.process is not None and old.process.poll() is None:
+                raise EdgeError(f"module '{name}' (pid {old.pid}) is still running; kill_module() it first")
+            module = self._respawn(name)
         module.wait_ready(self.ready_timeout if ready_timeout is None else ready_timeout)
+        if self.supervisor is not None:
+            self.supervisor.release(name)
         log.info("module %s restarted (pid %d)", name, module.pid)
         return module
+
+    def _respawn(self, name: str) -> ModuleProcess:
+        """Start module `name` again (its previous process has exited): the same command, environment and directory."""
+        with self._module_lock:
+            old = self._module(name)
+            old.stop(0)  # reaps it and closes its pipe
+            module = old.again()
+            try:
+                module.start()
+            except OSError as exc:
+                raise EdgeError(f"cannot run {' '.join([module.executable, *module.args])}: {exc}") from None
+            self.modules[name] = module
+            return module
 
     def restart_broker(self, name: str, *, kill: bool = False, down_s: float = 0.0, timeout: float = 30.0) -> None:
         """Take module `name`'s broker (its edgeHub) down and start it again on the same address and store.
@@ -305,12 +368,16 @@ class LocalEdge:
     def status(self) -> dict[str, Any]:
         return {
             "device": self.device_id,
+            "name": self.name,
             "run_dir": str(self.run_dir),
+            "logs_dir": str(self.logs_dir),
             "modules": {
                 name: {
                     "pid": m.pid,
                     "running": m.process is not None and m.process.poll() is None,
                     "broker": self.brokers[name].host,
+                    "restartPolicy": self.specs[name].restart_policy,
+                    "restarts": self.supervisor.restarts.get(name, 0) if self.supervisor is not None else 0,
                 }
                 for name, m in self.modules.items()
             },
@@ -332,4 +399,20 @@ class LocalEdge:
             return self.status()
         if command == MODULECRED:
             return credentials(request.get("module"), self.specs, self._environment, self.modules)
+        if command == "stop":
+            self.stop_requested.set()  # the run's main thread stops everything
+            return {"stopping": self.name}
         raise EdgeError(f"unknown command {command!r}")
+
+
+def _http_port(env: Mapping[str, str]) -> int | None:
+    """The module's HTTP port for the health probe (the inference module's HTTP_PORT; 0 or none: no probe)."""
+    try:
+        port = int(env.get("HTTP_PORT", "0"))
+    except ValueError:
+        return None
+    return port or None
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

@@ -56,6 +56,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(COMMAND, help="print the environment to run a module of the running edge from a terminal or an IDE")
     p.add_argument("module", nargs="?", default=None, help="the module (default: the edge's only module)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of `export` lines")
+    p.add_argument("--edge", default=None, metavar="NAME", help="the edge to reach (default: the only one running)")
     p.add_argument("-o", "--output-file", type=Path, default=None, help="also write K=V lines to this file (mode 0600)")
     p.set_defaults(handler=run)
 
@@ -66,7 +67,7 @@ def export_lines(env: dict[str, str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        answer = request({"command": COMMAND, "module": args.module})
+        answer = request({"command": COMMAND, "module": args.module}, edge=args.edge)
     except EdgeError as err:  # NoEdgeRunning too
         print(f"error: {err}", file=sys.stderr)
         return 1

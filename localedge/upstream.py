@@ -2,9 +2,11 @@
 
 Metering: IoT Hub bills device-to-cloud messages in 4 KB blocks of body plus properties; here a message's
 size is its body plus every property name and value it would carry upstream (UTF-8 bytes), and it takes
-ceil(size / 4096) blocks (at least 1). Predictions are counted for our inference module's messages: a flat
-prediction body is 1, an aggregate `{"predictions": [...]}` is its length, a record on its error output is
-an error. Latency: from the router seeing a message (by `$.mid`) to the upstream arrival of the message
+ceil(size / 4096) blocks (at least 1). Outcomes are counted for every module by what it sends, whatever its
+image: a message on our inference module's error output, or a body shaped as an error record (`code` and
+`reason`), is an error; an aggregate `{"predictions": [...]}` is its length in predictions; a body shaped as a
+prediction (`label`, `value`, `prediction` or `probability`, or `model` with `modelVersion`) is one; anything
+else is "other". Latency: from the router seeing a message (by `$.mid`) to the upstream arrival of the message
 whose `$.cid` equals it.
 """
 
@@ -72,19 +74,32 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
+PREDICTION_KEYS = ("label", "value", "prediction", "probability")
+
+
 def count_outcomes(output: str, body: bytes, error_output: str | None) -> tuple[int, int]:
-    """(predictions, errors) in one message of our inference module; (0, 0) for other modules."""
-    if error_output is None:
-        return 0, 0
-    if output == error_output:
+    """(predictions, errors) in one upstream message, by its output (`error_output`: the module's known error
+    output, None if it has none) and its body's shape; (0, 0): neither ("other")."""
+    if error_output is not None and output == error_output:
         return 0, 1
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return 0, 0
-    if isinstance(doc, dict) and isinstance(doc.get("predictions"), list):
+    if isinstance(doc, str):  # a JSON string holding JSON (iotedgehubdev-style double encoding)
+        try:
+            doc = orjson.loads(doc)
+        except orjson.JSONDecodeError:
+            return 0, 0
+    if not isinstance(doc, dict):
+        return 0, 0
+    if isinstance(doc.get("code"), str) and isinstance(doc.get("reason"), str):
+        return 0, 1
+    if isinstance(doc.get("predictions"), list):
         return len(doc["predictions"]), 0
-    return 1, 0
+    if any(key in doc for key in PREDICTION_KEYS) or ("model" in doc and "modelVersion" in doc):
+        return 1, 0
+    return 0, 0
 
 
 class UpstreamRecorder:
@@ -99,7 +114,7 @@ class UpstreamRecorder:
         self._pending: collections.OrderedDict[str, float] = collections.OrderedDict()
         self.messages: collections.deque[UpstreamMessage] = collections.deque(maxlen=KEEP)
         self.latencies: collections.deque[float] = collections.deque(maxlen=KEEP)
-        self.count = self.predictions = self.errors = self.blocks = 0
+        self.count = self.predictions = self.errors = self.other = self.blocks = 0
         self.by_output: collections.Counter[str] = collections.Counter()
         self.started = time.perf_counter()
         self.last_arrival: float | None = None
@@ -122,6 +137,7 @@ class UpstreamRecorder:
             self.count += 1
             self.predictions += predictions
             self.errors += errors
+            self.other += not (predictions or errors)
             self.blocks += msg.blocks
             self.by_output[f"{module}/{output}"] += 1
             self.last_arrival = at
@@ -156,6 +172,7 @@ class UpstreamRecorder:
                 "upstream_messages": self.count,
                 "predictions": self.predictions,
                 "errors": self.errors,
+                "other": self.other,
                 "elapsed_s": round(max(0.0, elapsed), 3),
                 "blocks_4kb": self.blocks,
                 "latency_ms": {

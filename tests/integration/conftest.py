@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +103,11 @@ def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., M
 
 @pytest.fixture
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private control state dir: a developer's own running edge is not touched (the CLI children inherit it)."""
+    """A private control state dir (and runs' logs dir): a developer's own running edge and kept logs are not
+    touched (the CLI children inherit both)."""
     path = tmp_path / "state"
     monkeypatch.setenv("LOCALEDGE_STATE_DIR", str(path))
+    monkeypatch.setenv("LOCALEDGE_RUNS_DIR", str(tmp_path / "runs"))
     return path
 
 
@@ -114,8 +116,8 @@ def start_edge(state_dir: Path) -> Iterator[Callable[..., LocalEdge]]:
     mosquitto_or_skip()
     edges: list[LocalEdge] = []
 
-    def start(*env: str, manifest: Path | None = None, **options: Any) -> LocalEdge:
-        edge = LocalEdge(load_deployment(manifest, env), **options)
+    def start(*env: str, manifest: Path | None = None, commands: Sequence[str] = (), **options: Any) -> LocalEdge:
+        edge = LocalEdge(load_deployment(manifest, env, commands), **options)
         edges.append(edge)
         return edge.start()
 

@@ -294,7 +294,7 @@ def test_scripted_run_prints_each_upstream_message_and_a_summary(state_dir: Path
     assert summary["summary"] is True and summary["reached"] is True
     assert summary["upstream_messages"] == summary["predictions"] + summary["errors"] == n
     assert summary["blocks_4kb"] == n and summary["latency_ms"]["count"] == n and summary["elapsed_s"] > 0
-    assert not (state_dir / "current").exists()
+    assert not (state_dir / "edges").exists()
 
 
 def test_scripted_run_that_cannot_reach_its_count_exits_1_with_the_summary(state_dir: Path) -> None:
@@ -328,7 +328,7 @@ def test_a_module_that_exits_at_start_stops_everything_with_its_log(state_dir: P
 
 def test_control_commands_reach_the_running_edge(start_edge: Callable[..., LocalEdge], state_dir: Path) -> None:
     edge = start_edge(*stream(5, 0.01, f"{SENSOR_MODULE}:SendData=false"))
-    assert (state_dir / "current").read_text() == str(edge.run_dir / "control.sock")
+    assert (state_dir / "edges" / edge.name).read_text() == str(edge.run_dir / "control.sock")
     assert edge.upstream.count == 0
 
     done = run_cli("desired", SENSOR_MODULE, '{"SendData": true, "SendInterval": 0.01}')
@@ -349,6 +349,6 @@ def test_control_commands_reach_the_running_edge(start_edge: Callable[..., Local
     assert run_cli("desired", SENSOR_MODULE, "not json").returncode == 2
 
     edge.stop()
-    assert not (state_dir / "current").exists()
+    assert not (state_dir / "edges").exists()
     done = run_cli("twin", SENSOR_MODULE)
     assert done.returncode == 1 and "no local edge is running" in done.stderr

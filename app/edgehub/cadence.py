@@ -100,7 +100,12 @@ class ReportCadence:
         if counters_due:  # the next turn, in phase; a turn within an interval of the last counters is skipped
             self._counters_due += self.interval_s * (math.floor((now - turn) / self.interval_s) + 1)
             counters_due = turn >= self._counters_at + self.interval_s
-        document = dict(status())
+        try:
+            document = dict(status())
+        except Exception:  # a bug of ours: the state goes at its next turn (the caller logs it), not in a busy loop
+            if state_due:
+                self.state_changed(now)
+            raise
         if self._held is None:  # nothing reported yet: the whole document, counters too, when the state is due
             return Report(document, state=True, counters_turn=now) if state_due else None
         patch: dict[str, Any] = {}

@@ -215,6 +215,24 @@ async def test_a_report_the_twin_refuses_is_retried_within_the_budget() -> None:
     assert client.sent and client.sent[0][0] >= 1800.0 and client.sent[0][1]["status"] == "ready"  # the whole document
 
 
+async def test_a_status_that_fails_to_build_is_tried_again_at_the_next_turn_not_in_a_busy_loop() -> None:
+    settings = Settings(model_dir=str(DEFAULT_MODEL_DIR), report_interval_s=900.0, report_jitter_s=0.0)
+    controller, _ = _module(settings)
+    real_status, calls = controller.status, []
+
+    def flaky_status() -> dict[str, Any]:
+        calls.append(vt.now)
+        if len(calls) <= 3:
+            raise RuntimeError("a bug of ours")
+        return real_status()
+
+    controller.status = flaky_status  # type: ignore[method-assign]
+    vt = VirtualTime(until=60.0)
+    client = await _run_for(vt, controller)
+    assert calls[:4] == [0.0, 1.0, 2.0, 3.0]  # one try a second (MIN_SPACING_S), then the report
+    assert [t for t, _ in client.sent] == [3.0]
+
+
 # --- a fleet over an hour -------------------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ PYTHON311 ?= $(shell for p in python3.11 python3 python; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; \
 	then command -v $$p; break; fi; done)
 
-.PHONY: run test test-fast lint fuzz faults overload soak bench model manifest clean venv image image-test edge mosquitto iotedgedev manifest-goldens lock image-push
+.PHONY: run test test-fast lint fuzz faults overload soak bench model manifest model-layer clean venv image image-test edge mosquitto iotedgedev manifest-goldens lock image-push
 
 venv: $(VENV)/.installed
 
@@ -88,6 +88,14 @@ model: venv
 # config/deployment.<platform>.json from deployment.template.json, .env and module.json; e.g. MANIFEST_ARGS="--platform amd64".
 manifest: venv
 	$(PY) -m deploy $(MANIFEST_ARGS)
+
+# A layered deployment that sets only the inference module's desired `model` (deploy/layer.py), and its metrics:
+#   MODEL_URL='https://...?<sas>' make model-layer MODEL_NAME=temperature-anomaly MODEL_VERSION=2 MODEL_BUNDLE=m.tar.gz
+# The SAS URL stays in the environment (MODEL_URL), out of the command line and make's echo.
+model-layer: venv
+	@$(PY) -m deploy --layered-model --name "$(MODEL_NAME)" --version "$(MODEL_VERSION)" \
+		$(if $(MODEL_BUNDLE),--from-bundle "$(MODEL_BUNDLE)") $(if $(MODEL_SHA256),--sha256 "$(MODEL_SHA256)") \
+		$(if $(MODEL_SIZE),--size "$(MODEL_SIZE)") $(if $(MODEL_OUT),--out "$(MODEL_OUT)") $(LAYER_ARGS)
 
 # iotedgedev 3.3.7 (the reference for `make manifest`, tests/integration/test_manifest_reference.py) runs only on
 # Python < 3.10: its own virtualenv. Without it the test compares against golden files recorded from it.

@@ -232,6 +232,8 @@ class _Reader:
         user_env = self.overrides.get(name, {})
         if kind == INFERENCE and "HTTP_PORT" not in user_env and "HTTP_PORT" not in create.env:
             env["HTTP_PORT"] = "0"  # several runs (and the user's own `serve`) must not compete for a port
+        if kind == INFERENCE and "REPORT_JITTER_S" not in user_env:
+            env["REPORT_JITTER_S"] = "0"  # one device, no fleet to spread: each change is reported at once
         env.update(user_env)
         status = str(dig(raw, "status") or "running")
         policy = str(dig(raw, "restartPolicy") or "always")

@@ -173,11 +173,11 @@ class EdgeHubModule:
         await self.watchdog.start()
 
     async def report_stopping(self) -> None:
-        """Stop the twin's work and report the status once more, briefly: the runtime's stop grace
-        period is for the messages in hand, not for an unreachable twin."""
+        """Stop the twin's work and report the status once more (on a single device: app/edgehub/twin.py),
+        briefly: the runtime's stop grace period is for the messages in hand, not for an unreachable twin."""
         if self._twin is not None:
             await self._twin.close()
-            await self._twin.report(timeout=STOPPING_REPORT_TIMEOUT_S)
+            await self._twin.report_final(timeout=STOPPING_REPORT_TIMEOUT_S)
 
     async def stop_receiving(self) -> None:
         """Stop input delivery and feed what the SDK acknowledged into the pipeline (with the journal, what

@@ -5,8 +5,9 @@ $version order through the Controller. A patch that skips a $version (missed whi
 the SDK then sends the whole desired document as if it were a patch, which cannot remove keys)
 triggers a fresh twin GET. get_twin() has no timeout of its own: every call is bounded.
 
-Reported: the Controller's status, at start, on every change, and otherwise at most every
-REPORT_INTERVAL_S while the counters move; never more often than MIN_REPORT_SPACING_S.
+Reported: the Controller's status, as app/edgehub/cadence.py schedules it so that a fleet stays
+within IoT Hub's twin budget: state changes at a random moment within REPORT_JITTER_S (and at least
+that far apart), moved counters at most every REPORT_INTERVAL_S; each report the patch of what changed.
 """
 
 from __future__ import annotations
@@ -14,17 +15,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from azure.iot.device.aio import IoTHubModuleClient
 
 from app.core.control import ChangeRefused, Controller
+from app.edgehub.cadence import Report, ReportCadence
 from edgekit.handoff import Handoff
 
 log = logging.getLogger(__name__)
 
 TWIN_TIMEOUT_S = 10.0
-MIN_REPORT_SPACING_S = 1.0
+
+Clock = Callable[[], float]
+Wait = Callable[[asyncio.Event, float], Awaitable[None]]  # until the event is set or the time (seconds) is up
+
+
+async def wait_for_change(event: asyncio.Event, timeout: float) -> None:
+    # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation (close() would hang)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(timeout, 0.0)):
+            await event.wait()
 
 
 def _version(document: dict[str, Any]) -> int | None:
@@ -34,14 +48,25 @@ def _version(document: dict[str, Any]) -> int | None:
 
 
 class TwinAgent:
-    def __init__(self, client: IoTHubModuleClient, controller: Controller, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        client: IoTHubModuleClient,
+        controller: Controller,
+        loop: asyncio.AbstractEventLoop,
+        clock: Clock = time.monotonic,
+        wait: Wait = wait_for_change,
+        rng: random.Random | None = None,
+    ) -> None:
+        """`clock`, `wait` and `rng` are the reporting cadence's time and chance (tests pass virtual ones)."""
         self._client = client
         self._controller = controller
         self._loop = loop
         self._patches: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._handoff = Handoff(loop, self._patches.put_nowait)  # the SDK calls its handler on its own thread
         self._tasks: list[asyncio.Task[None]] = []
-        self._last_counters: dict[str, Any] | None = None
+        self._clock, self._wait = clock, wait
+        settings = controller.pipeline.settings
+        self.cadence = ReportCadence(settings.report_interval_s, settings.report_jitter_s, clock(), rng)
         self.reports = 0
 
     async def start(self) -> None:
@@ -91,35 +116,45 @@ class TwinAgent:
             await self._controller.apply_desired(patch, version, patch=True)
 
     async def _report_loop(self) -> None:
-        controller = self._controller
+        controller, cadence = self._controller, self.cadence
         while True:
-            interval = controller.pipeline.settings.report_interval_s
-            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation (close() would hang)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await controller.changed.wait()
-            changed = controller.changed.is_set()
-            controller.changed.clear()
+            now = self._clock()
+            settings = controller.pipeline.settings
+            cadence.retune(settings.report_interval_s, settings.report_jitter_s, now)
+            if controller.changed.is_set():
+                controller.changed.clear()
+                cadence.state_changed(now)
             try:
-                status = controller.status()
-                if changed or status["counters"] != self._last_counters:
-                    await self.report(status)
+                report = cadence.take(now, controller.status)
+                if report is not None:
+                    await self._send(report)
             except Exception:  # a bug of ours must not end reporting for the life of the process
                 log.exception("building the reported properties failed")
-            await asyncio.sleep(MIN_REPORT_SPACING_S)  # rate limit: changes in between go in the next report
+            await self._wait(controller.changed, cadence.next_at - self._clock())
 
-    async def report(self, status: dict[str, Any] | None = None, timeout: float = TWIN_TIMEOUT_S) -> bool:
-        """Send the status as reported properties now; False (logged) if the twin did not take it in time."""
-        status = status or self._controller.status()
+    async def _send(self, report: Report, timeout: float = TWIN_TIMEOUT_S) -> bool:
         try:
             async with asyncio.timeout(timeout):
-                await self._client.patch_twin_reported_properties(status)
+                await self._client.patch_twin_reported_properties(report.patch)
         except Exception as exc:
-            log.warning("reported properties not sent (%r); next try at the next change or interval", exc)
+            log.warning("reported properties not sent (%r); trying again at the next turn", exc)
+            self.cadence.failed(report, self._clock())
             return False
-        self._last_counters = status["counters"]
+        self.cadence.acknowledged(report)
         self.reports += 1
         return True
+
+    async def report_final(self, timeout: float = TWIN_TIMEOUT_S) -> bool:
+        """Report the state once more now (when stopping), unless reports are spread over a fleet (REPORT_JITTER_S
+        > 0): a base deployment that restarts every module would put a whole fleet's updates in the same second.
+        edgeAgent reports each module's runtime status anyway."""
+        if self._controller.pipeline.settings.report_jitter_s > 0:
+            log.info("final reported properties skipped: REPORT_JITTER_S spreads a fleet's reports, edgeAgent reports the stop")
+            return False
+        now = self._clock()
+        self.cadence.state_due_now(now)  # whatever the spacing: it is the last one
+        report = self.cadence.take(now, self._controller.status)
+        return report is not None and await self._send(report, timeout)
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -194,6 +194,7 @@ _LIVE_KEYS = [
     "errorInputMaxBytes",
     "logLevel",
     "reportIntervalS",
+    "reportJitterS",
 ]
 
 

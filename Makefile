@@ -33,7 +33,7 @@ $(VENV)/.installed: requirements/model.txt requirements/runtime.txt requirements
 run: venv
 	$(PY) -m app simulate $(ARGS)
 
-LINTED := app edgekit tests bench deploy images localedge sensor
+LINTED := app edgekit tests bench deploy images localedge sensor examples
 
 # Everything: lint, types, the in-process tests (tests/unit) and the broker/process tests (tests/integration).
 test: venv mosquitto

@@ -64,6 +64,7 @@ mosquitto:
 bench: venv
 	$(PY) -m bench
 	$(PY) -m bench.journal
+	$(PY) -m bench.engines
 
 # Reliability proofs (not run by CI in full; CI runs a fast slice of each inside `make test`).
 # fuzz: >= 200,000 hostile inputs, zero crashes, zero accounting violations (tests/fuzz).

@@ -33,7 +33,7 @@ $(VENV)/.installed: requirements/model.txt requirements/runtime.txt requirements
 run: venv
 	$(PY) -m app simulate $(ARGS)
 
-LINTED := app edgekit tests bench deploy images localedge sensor
+LINTED := app edgekit tests bench deploy images localedge sensor examples
 
 # Everything: lint, types, the in-process tests (tests/unit) and the broker/process tests (tests/integration).
 test: venv mosquitto
@@ -64,6 +64,7 @@ mosquitto:
 bench: venv
 	$(PY) -m bench
 	$(PY) -m bench.journal
+	$(PY) -m bench.engines
 
 # Reliability proofs (not run by CI in full; CI runs a fast slice of each inside `make test`).
 # fuzz: >= 200,000 hostile inputs, zero crashes, zero accounting violations (tests/fuzz).

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from app.model.convert import DEFAULT_TOLERANCE, ConversionRefused, OnnxRequest, read_rows
 from app.model.modeldir import ModelDirError
 from app.model.register import RegisterError
 from app.model.scorer import ScriptLoadError
@@ -94,7 +95,42 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--description", default="")
     r.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
     r.add_argument("--model-dir", default=None, help="default: MODEL_DIR")
+    r.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also convert the model to ONNX (skl2onnx) and run it on ONNX Runtime, the pickle kept as the reference; "
+        "refused unless labels match exactly and probabilities within --tolerance on --check-rows",
+    )
+    r.add_argument("--onnx-only", action="store_true", help="with --onnx: keep model.onnx alone, no pickle")
+    r.add_argument(
+        "--check-rows",
+        metavar="FILE",
+        default=None,
+        help="with --onnx: feature rows to compare on, a sample of the training data (.csv of numbers or .npy)",
+    )
+    r.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help="with --onnx: largest probability difference accepted (default 1e-5)",
+    )
     return p
+
+
+def _onnx_request(args: argparse.Namespace) -> OnnxRequest | None:
+    """What --onnx asks for, the check rows read; None without --onnx."""
+    if not args.onnx:
+        if args.onnx_only or args.check_rows or args.tolerance is not None:
+            raise ValueError("--onnx-only, --check-rows and --tolerance go with --onnx")
+        return None
+    if not args.check_rows:
+        raise ValueError("--onnx needs --check-rows FILE: rows of the training data to compare the conversion on")
+    try:
+        rows = read_rows(args.check_rows)
+    except ConversionRefused as exc:
+        raise ValueError(str(exc)) from None
+    tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    return OnnxRequest(rows, Path(args.check_rows).name, tolerance, only=args.onnx_only)
 
 
 def _reason(exc: BaseException | None) -> str:
@@ -198,10 +234,18 @@ def main(argv: list[str] | None = None) -> int:
                 file=args.file,
                 # The built-in score.py builds rows from the features; an own (Azure ML) script takes raw JSON.
                 require_features=not settings.score_script,
+                onnx=_onnx_request(args),
             )
             where = args.model_dir or settings.model_dir
             count = f": {len(manifest.files)} files" if len(manifest.files) > 1 else ""
             print(f"registered {manifest.name} v{manifest.version} ({manifest.sha256[:12]}) in {where}{count}")
+            if manifest.onnx:
+                check = manifest.onnx["check"]
+                print(
+                    f"ONNX: {manifest.onnx_file} runs on ONNX Runtime ({manifest.onnx['converter']}); checked on "
+                    f"{check['rows']} rows ({check['sample']}): {check['labelMismatches']} label mismatches, largest "
+                    f"{check['measured']} difference {check['maxDifference']:.3g} (tolerance {check['tolerance']:g})"
+                )
             return 0
     except (ModelDirError, ScriptLoadError, RegisterError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {_reason(exc)}", file=sys.stderr)

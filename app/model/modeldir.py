@@ -50,6 +50,8 @@ MODEL_FILE = "model.pkl"
 STAGING_PREFIX = ".register-"
 # The extensions of a main model file the built-in score.py can load (joblib.load reads both).
 PICKLE_SUFFIXES = (".pkl", ".joblib")
+# What the built-in score.py runs a model with (the manifest's `engine`).
+ENGINE_SKLEARN, ENGINE_ONNX = "sklearn", "onnx"
 # Bounds of a model directory: more files, or more bytes in all, are refused (by register and by verify).
 # 10,000 files is far beyond any registered model (Azure ML MLflow folders hold a handful); 8 GiB is more
 # than an IoT Edge device can hold in memory to unpickle, and bounds the time hashing takes at start.
@@ -86,6 +88,11 @@ class Manifest:
     file: the main model file, a relative posix path ("" if none): the one the built-in score.py loads.
     files: every file of the model, relative posix path -> sha256. An older manifest without it reads as
         listing its one `file`.
+    engine: what the built-in score.py runs: "sklearn" (the pickle `file`) or "onnx" (`onnx["file"]` on ONNX
+        Runtime; `file` is then the reference pickle the ONNX graph was checked against, or the graph itself
+        when there is no pickle). Written only when "onnx".
+    onnx: with engine "onnx": {"file": the graph's path, "classes": a classifier's classes in probability order
+        (null for a regressor), "converter": "skl2onnx X.Y.Z", "check": the conversion check's figures}.
     verified: True only from verify_model_dir when every file matched model.json. Not written to model.json.
     """
 
@@ -100,12 +107,22 @@ class Manifest:
     file: str = MODEL_FILE
     created: str = ""
     files: dict[str, str] = field(default_factory=dict)
+    engine: str = ENGINE_SKLEARN
+    onnx: dict[str, Any] | None = None
     verified: bool = False
+
+    @property
+    def onnx_file(self) -> str:
+        """The ONNX graph's path in the directory, "" when the model has none."""
+        return str(self.onnx["file"]) if self.onnx else ""
 
     def to_json(self) -> str:
         data = asdict(self)
         for key in _NOT_WRITTEN:
             data.pop(key)
+        if self.engine == ENGINE_SKLEARN and self.onnx is None:  # a pickle-only manifest reads as it always did
+            data.pop("engine")
+            data.pop("onnx")
         return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
 
@@ -333,6 +350,19 @@ _MANIFEST_TYPES: dict[str, tuple[Any, str]] = {
         "a relative path in the directory without '..', or \"\" for none",
     ),
     "created": (lambda v: isinstance(v, str), "a string"),
+    "engine": (lambda v: v in (ENGINE_SKLEARN, ENGINE_ONNX), f'"{ENGINE_SKLEARN}" or "{ENGINE_ONNX}"'),
+    "onnx": (
+        lambda v: (
+            v is None
+            or (
+                isinstance(v, dict)
+                and isinstance(v.get("file"), str)
+                and path_problem(v["file"]) is None
+                and (v.get("classes") is None or isinstance(v.get("classes"), list))
+            )
+        ),
+        'null or an object with "file" (a relative path) and "classes" (a list or null)',
+    ),
     "files": (
         _is_file_map,
         f"an object of relative path (inside the directory, no '..', not {MANIFEST_FILE}) -> sha256, 1 to {MAX_FILES:,} files",
@@ -349,6 +379,8 @@ def _consistency_problems(raw: dict[str, Any]) -> list[str]:
     """Fields that are each well typed but contradict each other."""
     file = raw.get("file", MODEL_FILE)
     if "files" not in raw:
+        if raw.get("onnx") or raw.get("engine") == ENGINE_ONNX:
+            return ["an ONNX model needs 'files'"]
         return [] if file else ["'file' is empty but there is no 'files'"]
     files: dict[str, str] = raw["files"]
     if file and file not in files:
@@ -357,6 +389,11 @@ def _consistency_problems(raw: dict[str, Any]) -> list[str]:
     if raw["sha256"] != expected:
         what = "the sha256 of 'file' in 'files'" if file else "the directory digest of 'files'"
         return [f"'sha256' is not {what}"]
+    onnx = raw.get("onnx")
+    if raw.get("engine") == ENGINE_ONNX and not onnx:
+        return ["'engine' is \"onnx\" but there is no 'onnx'"]
+    if onnx and onnx["file"] not in files:
+        return [f"'onnx' file {onnx['file']!r} is not one of 'files'"]
     return []
 
 
@@ -382,6 +419,31 @@ def compare_libraries(trained: dict[str, str], running: dict[str, str]) -> tuple
             breaks = False
         (errors if breaks else warnings).append(text)
     return errors, warnings
+
+
+def engine_in_use(manifest: Manifest) -> tuple[str, str]:
+    """(engine, warning or "") the built-in score.py runs this model with here; ModelDirError when none can.
+
+    An ONNX model runs on ONNX Runtime; without onnxruntime (no armv7 wheel) it falls back to its reference
+    pickle, with a warning, and an ONNX-only model is refused.
+    """
+    if manifest.engine != ENGINE_ONNX:
+        return ENGINE_SKLEARN, ""
+    from app.model.onnx_engine import missing_reason  # imports onnxruntime: only for ONNX models
+
+    reason = missing_reason()
+    if reason is None:
+        return ENGINE_ONNX, ""
+    if manifest.file and manifest.file != manifest.onnx_file and manifest.file.lower().endswith(PICKLE_SUFFIXES):
+        return ENGINE_SKLEARN, (
+            f"model {manifest.name} v{manifest.version} is registered for ONNX Runtime, but {reason}: "
+            f"running its reference pickle {manifest.file} with scikit-learn instead (slower per call)"
+        )
+    raise ModelDirError(
+        f"model {manifest.name} v{manifest.version} is ONNX only ({manifest.onnx_file}) and {reason}; this image has "
+        "no ONNX Runtime (there is no onnxruntime wheel for arm32v7). Register the model with its pickle too "
+        "(`python -m app register model.pkl --onnx ...` without --onnx-only), or run an amd64/arm64v8 image"
+    )
 
 
 def verify_model_dir(model_dir: Path | str, allow_version_mismatch: bool = False, *, require_manifest: bool = True) -> Manifest:

@@ -28,14 +28,18 @@ import stat
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
 
-from app.model import modeldir
+from app.model import modeldir, onnx_engine
+from app.model.convert import ONNX_FILE, ConversionRefused, OnnxRequest, convert_checked
 from app.model.modeldir import (
+    ENGINE_ONNX,
+    ENGINE_SKLEARN,
     MANIFEST_FILE,
     STAGING_PREFIX,
     Manifest,
@@ -87,6 +91,7 @@ def register(
     *,
     file: str | None = None,
     require_features: bool = True,
+    onnx: OnnxRequest | None = None,
 ) -> Manifest:
     """Verify `source` (a model file or a directory of a model's files) and install it as the model of
     `model_dir`; returns the new manifest.
@@ -97,6 +102,8 @@ def register(
         the main file is unpickled and tried on one row; without them nothing is unpickled here.
     file: for a directory, the main model file (relative posix path) the built-in score.py loads;
         default: its only *.pkl / *.joblib, else none ("" in the manifest). A file source is its own main file.
+    onnx: also convert the main file to ONNX (model.onnx) and run that (engine "onnx"), the pickle kept as
+        the reference unless onnx.only; refused unless the graph predicts what the pickle does on onnx.rows.
     Re-registering the same files under the same name keeps the version; any change bumps it.
     """
     source, model_dir = Path(source), Path(model_dir)
@@ -111,6 +118,11 @@ def register(
         )
     in_place, sources = _sources(source, model_dir)
     main = _main_file(source, sources, file)
+    if onnx is not None and (not features or not main or ONNX_FILE in sources or (in_place and onnx.only)):
+        raise RegisterError(
+            f"--onnx converts the main model file for the built-in score.py: it needs --features and one main "
+            f"pickle, a source without its own {ONNX_FILE}, and (with --onnx-only) a source other than the model directory"
+        )
     if features and not main:
         candidates = [rel for rel in sources if rel.lower().endswith(modeldir.PICKLE_SUFFIXES)]
         raise RegisterError(
@@ -135,8 +147,15 @@ def register(
             files = {rel: sha256_of(path) for rel, path in sources.items()}
         else:
             placed, files = _stage(source, sources, staging / "files")
+        onnx_meta: dict[str, Any] | None = None
         if features:
-            labels = _check_model(_load(placed[main], source), features, labels)
+            estimator = _load(placed[main], source)
+            labels = _check_model(estimator, features, labels)
+            if onnx is not None:
+                onnx_meta = _convert(estimator, onnx, staging / "onnx" / ONNX_FILE, placed, files)
+                if onnx.only:
+                    del placed[main], files[main]
+                    main = ONNX_FILE
         reserved = [f"{rel} {why}" for rel in files if (why := reserved_name_problem(rel))]
         if reserved:
             raise RegisterError(f"{source}: {names_text(reserved, '; ')}: rename it or leave it out")
@@ -156,12 +175,18 @@ def register(
             libraries=library_versions(),
             created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             files=files,
+            engine=ENGINE_ONNX if onnx_meta else ENGINE_SKLEARN,
+            onnx=onnx_meta,
         )
+        if onnx_meta:
+            manifest.libraries["onnxruntime"] = onnx_engine.version()
         (staging / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
         stale = sorted(set(previous.files) - set(files)) if previous is not None else []
         if not in_place:
             # The files first: a crash before the manifest moves leaves a sha mismatch that loading reports.
             _install(placed, model_dir, set(stale))
+        elif onnx_meta:
+            _install({ONNX_FILE: placed[ONNX_FILE]}, model_dir, set(stale))
         os.replace(staging / MANIFEST_FILE, model_dir / MANIFEST_FILE)
         _remove_stale(model_dir, stale)
         done = True
@@ -171,6 +196,24 @@ def register(
             with contextlib.suppress(OSError):
                 model_dir.rmdir()  # only when still empty: nothing of a failed registration stays
     return manifest
+
+
+def _convert(estimator: Any, onnx: OnnxRequest, target: Path, placed: dict[str, Path], files: dict[str, str]) -> dict[str, Any]:
+    """Convert and check the estimator, stage model.onnx beside the other files; the manifest's `onnx`."""
+    try:
+        data, check, classes = convert_checked(estimator, onnx.rows, onnx.sample, onnx.tolerance)
+    except ConversionRefused as exc:
+        raise RegisterError(str(exc)) from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    placed[ONNX_FILE] = target
+    files[ONNX_FILE] = hashlib.sha256(data).hexdigest()
+    return {
+        "file": ONNX_FILE,
+        "classes": classes,
+        "converter": f"skl2onnx {metadata.version('skl2onnx')}",
+        "check": check.as_dict(),
+    }
 
 
 def _sources(source: Path, model_dir: Path) -> tuple[bool, dict[str, Path]]:

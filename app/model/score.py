@@ -1,6 +1,8 @@
 """The default scoring script, in Azure ML's init()/run() form.
 
-init() loads model.pkl once from $AZUREML_MODEL_DIR (set by the module, as Azure ML sets it).
+init() loads the model once from $AZUREML_MODEL_DIR (set by the module, as Azure ML sets it): the pickle
+(model.pkl), or for a model registered with --onnx its model.onnx on ONNX Runtime, which behaves like the
+estimator (app/model/onnx_engine.py), so run() is the same for both.
 run(input_data) takes a 2-D numpy array of feature rows and returns one result per row from one
 vectorized call: {"label": ..., "probability": ...} for classifiers with predict_proba,
 {"label": ...} for other classifiers, {"value": ...} for regressors.
@@ -11,12 +13,15 @@ is treated as an Azure ML script taking a JSON string {"data": [[...], ...]}.
 
 from __future__ import annotations
 
-import json
 import os
+from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
+
+from app.model import onnx_engine
+from app.model.modeldir import ENGINE_ONNX, engine_in_use, read_manifest
 
 INPUT_FORMAT = "ndarray"
 
@@ -28,12 +33,16 @@ threshold: float | None = None
 
 def init() -> None:
     global model, labels
-    model_dir = os.environ["AZUREML_MODEL_DIR"]
-    with open(os.path.join(model_dir, "model.json"), encoding="utf-8") as f:
-        manifest = json.load(f)
-    model = joblib.load(os.path.join(model_dir, manifest.get("file", "model.pkl")))
+    model_dir = Path(os.environ["AZUREML_MODEL_DIR"])
+    manifest = read_manifest(model_dir)
+    engine, _ = engine_in_use(manifest)  # the module's load_scorer logged the fallback warning, if any
+    if engine == ENGINE_ONNX:
+        assert manifest.onnx is not None
+        model = onnx_engine.load(model_dir / manifest.onnx_file, manifest.onnx.get("classes"))
+    else:
+        model = joblib.load(model_dir / manifest.file)
     classes = getattr(model, "classes_", None)
-    names = manifest.get("labels")
+    names = manifest.labels
     if classes is not None:
         # Manifest labels name the model's classes in order; without them the classes speak.
         chosen = names if names and len(names) == len(classes) else list(classes)

@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 
 from app.model.azureml.entry import Answer, EntryScript, EntryScriptError
-from app.model.modeldir import Manifest, verify_model_dir
+from app.model.modeldir import Manifest, engine_in_use, verify_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,11 @@ def load_scorer(
         raise ScriptLoadError(f"scoring script {script_path} does not exist (SCORE_SCRIPT / AZUREML_ENTRY_SCRIPT)")
     # Our score.py reads our manifest; an Azure ML script may come with a downloaded model as it is (warned).
     manifest = verify_model_dir(model_dir, allow_version_mismatch, require_manifest=script_path == DEFAULT_SCRIPT)
+    engine = ""
+    if script_path == DEFAULT_SCRIPT:  # it runs the manifest's engine; an own script loads what it likes
+        engine, fallback = engine_in_use(manifest)  # an ONNX-only model without onnxruntime is refused here
+        if fallback:
+            log.warning("%s", fallback)
     try:
         entry = EntryScript.load(script_path, model_dir)
     except EntryScriptError as exc:
@@ -166,11 +171,12 @@ def load_scorer(
     scorer = Scorer(manifest, entry, script_path, ndarray_input, _input_mode(script_input, ndarray_input, manifest))
     _trial(scorer)
     log.info(
-        "model loaded: %s v%s (%s), script %s (%s input)",
+        "model loaded: %s v%s (%s), script %s%s (%s input)",
         manifest.name,
         manifest.version,
         manifest.sha256[:12],
         script_path.name,
+        f" on {engine}" if engine else "",
         "ndarray rows" if ndarray_input else "message" if scorer.message_input else "Azure ML rows",
     )
     return scorer

@@ -1,7 +1,8 @@
 """Trains the default model deterministically and registers it (what `make model` runs).
 
 A small random forest over the four SimulatedTemperatureSensor features: a few hundred KB,
-sub-millisecond per batch row on a Raspberry Pi class CPU.
+sub-millisecond per batch row on a Raspberry Pi class CPU. Registered with its ONNX conversion (model.onnx,
+run by ONNX Runtime), checked against the pickle on the training rows.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import joblib
 from sklearn.ensemble import RandomForestClassifier
 
+from app.model.convert import OnnxRequest
 from app.model.modeldir import Manifest
 from app.model.register import register
 from app.model.simulator import FEATURES, LABELS, training_data
@@ -36,6 +38,8 @@ def train_default(model_dir: str | Path) -> tuple[Manifest, float]:
             name=NAME,
             features=FEATURES,
             labels=LABELS,
+            # Run on ONNX Runtime, checked on the training rows; the pickle stays as the reference and the fallback.
+            onnx=OnnxRequest(X, "training data"),
             description=(
                 "Flags machine readings whose pressure does not match the temperature, or an "
                 "overheated room. Trained on synthetic SimulatedTemperatureSensor-shaped data."

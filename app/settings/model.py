@@ -175,6 +175,14 @@ class Settings:
     allow_version_mismatch: bool = setting(
         False, env="ALLOW_VERSION_MISMATCH", help="Load a model trained with other library versions."
     )
+    onnx_threads: int = setting(
+        1,
+        env="ONNX_THREADS",
+        minimum=1,
+        cap=64,
+        help="Intra-op threads of ONNX Runtime for a model registered with --onnx; 1 leaves the other cores to the "
+        "transport (more only pays for batches of hundreds of rows).",
+    )
     model_roots: tuple[str, ...] = setting(
         ("/models",),
         env="MODEL_ROOTS",

@@ -169,6 +169,7 @@ def test_training_reproduces_the_committed_model(tmp_path: Path) -> None:
     result = _app("train", env={"MODEL_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr.decode()
     assert sha256_of(tmp_path / "model.pkl") == sha256_of(DEFAULT_MODEL_DIR / "model.pkl")
+    assert sha256_of(tmp_path / "model.onnx") == sha256_of(DEFAULT_MODEL_DIR / "model.onnx")  # skl2onnx is deterministic
 
 
 def test_module_that_cannot_reach_edgehub_says_so_and_exits_1(tmp_path: Path) -> None:

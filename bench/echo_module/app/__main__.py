@@ -1,0 +1,43 @@
+"""Each input sent back unchanged on amlOutput (correlation id = the input's id), nothing else: the transport's
+cost per message through azure-iot-device, the floor the inference module is measured against.
+
+Run in the inference module's place with PYTHONPATH=bench/echo_module and PYTHONSAFEPATH=1 (`python -m app`);
+the SDK's handler hands each message to our loop, as the inference module's does, and TCP_NODELAY is not set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from azure.iot.device import Message
+from azure.iot.device.aio import IoTHubModuleClient
+
+OUTPUT = "amlOutput"
+
+
+async def main() -> None:
+    client = IoTHubModuleClient.create_from_edge_environment()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def send(msg: Message) -> None:
+        out = Message(msg.data, content_encoding="utf-8", content_type="application/json")
+        out.correlation_id = msg.message_id
+        await client.send_message_to_output(out, OUTPUT)
+
+    async def on_message(msg: Message) -> None:  # the SDK's handler loop: hand over to ours
+        asyncio.run_coroutine_threadsafe(send(msg), loop)
+
+    client.on_message_received = on_message
+    await client.connect()
+    print("echo ready: inputs go back out on amlOutput", file=sys.stderr, flush=True)
+    await stop.wait()
+    await client.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -93,4 +93,5 @@ def spec_problems(value: Any, max_bytes: int | None = None) -> tuple[ModelSpec |
             problems.append(f"{KEY}.size: {size} bytes is more than MODEL_DOWNLOAD_MAX_BYTES ({max_bytes})")
     if problems:
         return None, problems
-    return ModelSpec(str(name), int(version), str(url), str(sha), size), []
+    assert isinstance(version, int)  # checked above
+    return ModelSpec(str(name), version, str(url), str(sha), size), []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,9 +108,9 @@ def test_a_gzip_bomb_is_cut_off_at_the_bound(tmp_path: Path) -> None:
 # --- the download ----------------------------------------------------------------------------------------
 
 
-async def _fetch(url: str, part: Path, sha: str, size: int | None = None, **kw):  # type: ignore[no-untyped-def]
+async def _fetch(url: str, part: Path, sha: str, size: int | None = None, **kw):
     progress: list[tuple[int, int | None]] = []
-    options = {"max_bytes": 10**8, "timeout_s": 10.0, "attempts": 3, "backoff": lambda n: 0.01} | kw
+    options: dict[str, Any] = {"max_bytes": 10**8, "timeout_s": 10.0, "attempts": 3, "backoff": lambda n: 0.01} | kw
     await download(url, part, sha256=sha, size=size, on_progress=lambda d, o: progress.append((d, o)), **options)
     return progress
 

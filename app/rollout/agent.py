@@ -66,6 +66,7 @@ class RolloutAgent:
         self._wanted: ModelSpec | None = None
         self._job: asyncio.Task[None] | None = None
         self._next_progress = 0.0
+        self._source: str | None = None  # the bundle's URL, redacted (scheme://host/path)
         self.downloads = 0  # bundles fetched by this process (a restart on a stored version fetches none)
 
     def startup_dir(self) -> str | None:
@@ -100,6 +101,7 @@ class RolloutAgent:
     # --- the steps --------------------------------------------------------------------------------
 
     async def _roll_out(self, spec: ModelSpec) -> None:
+        self._source = spec.shown()["url"]
         try:
             await self._steps(spec)
         except asyncio.CancelledError:
@@ -230,7 +232,7 @@ class RolloutAgent:
         controller = self._controller
         # every key, null when empty: a reported patch merges, and a key left out would keep its old value
         document = {"state": state, "name": name, "version": version, "bytes": done, "of": of, "reason": None}
-        document = {**document, "probation": None, **extra}
+        document = {**document, "probation": None, "source": self._source, **extra}
         if controller is not None:
             controller.rollout = document
             controller.changed.set()

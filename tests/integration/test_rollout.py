@@ -9,8 +9,8 @@ One edge serves every scenario, in order (each builds on the store the last one 
 3. a bad model: rolled back within its probation, reported `rolled-back` with the figures;
 4. a restart: the module starts on the rolled-out version without downloading, and does not retry
    the rolled-back bundle;
-then every sensor message has exactly one outcome, the models serve in one order with one switch
-point each, and no log, reported document, metric or error record holds the SAS token.
+then every sensor message has its outcome (QoS 1: a SIGKILL may repeat a few, as in test_faults), the
+models serve in one order with one switch point each, and no log, reported document, metric or error record holds the SAS token.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from localedge.deployment import load_deployment
 from localedge.edge import LocalEdge
 from tests.conftest import DEFAULT_MODEL_DIR
 from tests.integration.conftest import mosquitto_or_skip
+from tests.integration.test_faults import QOS1_DUPLICATES_PER_FAULT
 
 SENSOR, MODEL = "tempSensor", "inference"
 WAIT = 60.0
@@ -98,7 +99,6 @@ def test_rollout_faults_kill_rollback_restart_exactly_once_and_no_token_anywhere
     ]
     (new, new_sha, new_size), (bad, bad_sha, bad_size) = bundles["new"], bundles["bad"]
     with BlobStore() as blobs, LocalEdge(load_deployment(None, env)) as edge:
-        edge.start()
         assert edge.upstream.wait_for(20, WAIT)
         urls: list[str] = []
 
@@ -159,7 +159,7 @@ def test_rollout_faults_kill_rollback_restart_exactly_once_and_no_token_anywhere
 
         # 4. a restart: on the rolled-out version, no download, the bad bundle not tried again
         requests_before = len(blobs.requests)
-        edge.kill_module(MODEL, signal.SIGTERM)
+        edge.kill_module(MODEL, signal.SIGKILL)  # edgeAgent's restart after a crash: the journal replays the rest
         module = edge.restart_module(MODEL)
         doc = _rollout(edge, lambda ro, r: ro.get("state") == "rolled-back" and r["model"]["name"] == NEW)
         assert "not tried again" in doc["model"]["rollout"]["reason"]
@@ -171,10 +171,14 @@ def test_rollout_faults_kill_rollback_restart_exactly_once_and_no_token_anywhere
         assert edge.wait_reported(SENSOR, lambda r: r.get("SendData") is False, WAIT) is not None
         assert edge.hub is not None
         sent = edge.hub.message_ids(SENSOR)
-        assert edge.upstream.wait_until(lambda u: set(sent) <= set(u.correlation_ids()), WAIT)
+        arrived = edge.upstream.wait_until(lambda u: set(sent) <= set(u.correlation_ids()), WAIT)
+        missing = [i for i, m in enumerate(sent) if m not in set(edge.upstream.correlation_ids())]
+        assert arrived, f"{len(missing)} of {len(sent)} without an outcome, at positions {missing[:5]}...{missing[-5:]}"
         outcomes = list(edge.upstream.messages)
         counts = collections.Counter(m.correlation_id for m in outcomes)
-        assert {i: counts[i] for i in sent if counts[i] != 1} == {}
+        # QoS 1 is at least once: a SIGKILL (two here) may repeat the outcomes in flight, within the house's bound
+        assert [i for i in sent if counts[i] == 0] == []
+        assert sum(counts[i] - 1 for i in sent) <= 2 * QOS1_DUPLICATES_PER_FAULT
         model_of = {m.correlation_id: orjson.loads(m.body)["model"] for m in outcomes}
         runs = [name for i, name in enumerate(model_of[i] for i in sent) if i == 0 or name != model_of[sent[i - 1]]]
         assert runs == [OLD, NEW, BAD, NEW], runs

@@ -58,13 +58,16 @@ async def run_module(settings: Settings) -> int:
     # Imported here: the other commands need neither the SDK nor aiohttp.
     from app.edgehub.module import EdgeHubModule
     from app.http.auth import load_token
+    from app.http.download import DownloadFailed, download
     from app.http.server import start_http
+    from app.rollout.agent import RolloutAgent
 
     # HTTP_TOKEN / HTTP_TOKEN_FILE first: a bad token file stops the start (ConfigError, exit 2) before
     # the model loads and before edgeHub is connected to, with nothing to clean up.
     token = load_token(settings) if settings.http_port else ""
+    rollout = RolloutAgent(settings, download, (DownloadFailed,))
     with stop_on_signals() as stop:
-        scorer = await load_model(settings)
+        scorer, stored = await _first_model(settings, rollout.startup_dir())
         edge = await EdgeHubModule.create(settings)  # first: without an edge environment, that is what to say
         try:
             edge.journal = open_journal(settings)
@@ -73,10 +76,11 @@ async def run_module(settings: Settings) -> int:
             await edge.shutdown()
             return 2
         journal = edge.journal
-        pipeline = await open_pipeline(settings, edge.sink, scorer)
+        pipeline = await open_pipeline(settings.replace(model_dir=stored) if stored else settings, edge.sink, scorer)
         health = Health()
         health.checks += [edge.problem, lambda: pipeline.stalled(STALL_LIMIT_S)]
-        controller = Controller(settings, pipeline, health)
+        controller = Controller(settings, pipeline, health, model_override=stored)
+        rollout.attach(controller)
         # The HTTP endpoint shares the pipeline: requests and edge messages batch together.
         http = await start_http(pipeline, health, token=token) if settings.http_port else None
         try:
@@ -115,6 +119,7 @@ async def run_module(settings: Settings) -> int:
             return await _exit_deaf(edge, pipeline, http)
 
         controller.set_state("stopping")
+        await rollout.close()
         log.info("stopping: finishing the messages in hand")
         await edge.report_stopping()
         code = 0
@@ -152,6 +157,20 @@ async def run_module(settings: Settings) -> int:
         )
         await edge.shutdown()
     return code
+
+
+async def _first_model(settings: Settings, stored: str | None) -> tuple[Scorer, str | None]:
+    """The model to start on: the model store's version in use (rolled out earlier: no download), else
+    MODEL_DIR. A stored version that no longer loads is skipped with a warning, not a failed start."""
+    if stored:
+        try:
+            scorer = await load_model(settings.replace(model_dir=stored))
+        except Exception as exc:  # a store on a volume can be damaged; MODEL_DIR is the image's own model
+            log.warning("model store version %s does not load (%s); starting on MODEL_DIR %s", stored, exc, settings.model_dir)
+        else:
+            log.info("starting on the model store's version in use: %s (no download)", stored)
+            return scorer, stored
+    return await load_model(settings), None
 
 
 async def _exit_deaf(edge: EdgeHubModule, pipeline: Pipeline, http: HttpServer | None) -> int:

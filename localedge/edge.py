@@ -164,14 +164,18 @@ class LocalEdge:
             )
         else:
             edge_env = broker.module_env(self.device_id, spec.name, HUB_HOSTNAME)
-        # The inference module journals its intake under JOURNAL_DIR (a volume on a device): one per module in the
-        # run directory, so that a module restarted by restart_module() finds what it journaled before.
+        # The inference module journals its intake under JOURNAL_DIR and keeps rolled-out models under MODEL_STORE
+        # (volumes on a device): one each per module in the run directory, so that a module restarted by
+        # restart_module() finds what it journaled and installed before.
         assert self.run_dir is not None
         volumes: dict[str, str] = {}
         if spec.kind == INFERENCE:
             journal = self.run_dir / "journal" / spec.name
             journal.mkdir(parents=True, exist_ok=True)  # as the runtime creates a bind mount's directory
             volumes["JOURNAL_DIR"] = str(journal)
+            store = self.run_dir / "models" / spec.name  # the model store (MODEL_STORE), a volume as well
+            store.mkdir(parents=True, exist_ok=True)
+            volumes["MODEL_STORE"] = str(store)
         # The manifest (createOptions' Env, --env) set the module's settings, not whatever this shell exported.
         return module_environment({**volumes, **self._create_options(spec).env, **edge_env}, drop=ENV_NAMES)
 

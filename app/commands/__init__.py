@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("settings", help="print the settings in effect (JSON), or the README's settings tables")
     st.add_argument("--markdown", action="store_true", help="the README's two settings tables, made from the settings model")
     st.add_argument("--readme", metavar="PATH", help="rewrite the settings tables in this README")
+    b = sub.add_parser(
+        "bundle", help="one tar.gz of a registered model directory (verified first), for a rollout: prints sha256 and size"
+    )
+    b.add_argument("model_dir", metavar="MODEL_DIR")
+    b.add_argument("--out", default=None, metavar="FILE", help="default: <name>-v<version>.tar.gz here")
+    b.add_argument("--json", action="store_true", help="one JSON line: file, sha256, size, name, version")
     sub.add_parser("selftest", help="load the model with all checks and score fixed readings (for images)")
     sd = sub.add_parser(
         "script-deps",
@@ -156,6 +162,23 @@ def _print_settings(settings: Settings, markdown: bool, readme: str | None) -> i
     return 0
 
 
+def _bundle(model_dir: str, out: str | None, as_json: bool) -> int:
+    from app.model.bundle import write_bundle
+    from app.model.modeldir import read_manifest
+
+    if out is None:
+        manifest = read_manifest(Path(model_dir))
+        out = f"{manifest.name}-v{manifest.version}.tar.gz"
+    info = write_bundle(model_dir, out)
+    m = info.manifest
+    if as_json:
+        shown = {"file": str(info.path), "sha256": info.sha256, "size": info.size, "name": m.name, "version": m.version}
+        print(json.dumps(shown))
+    else:
+        print(f"bundled {m.name} v{m.version} into {info.path}\nsha256 {info.sha256}\nsize {info.size}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -210,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             ok = summary["predictions"] == summary["lines"] - 1 and summary["errors"] == 1
             print(f"selftest {'passed' if ok else 'FAILED'}: {summary}", file=sys.stderr)
             return 0 if ok else 1
+        if command == "bundle":
+            return _bundle(args.model_dir, args.out, args.json)
         if command == "script-deps":
             from app.commands.script_deps import script_deps
 

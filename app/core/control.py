@@ -25,7 +25,7 @@ from app.core.errors import ErrorCode
 from app.core.pipeline import Pipeline
 from app.model.modeldir import ModelDirError
 from app.model.scorer import Scorer, ScriptLoadError, load_scorer
-from app.settings import ConfigError, Settings, reported_settings, settings_from_desired
+from app.settings import ConfigError, ModelSpec, Settings, desired_model, reported_settings, settings_from_desired
 from edgekit.logs import set_log_level
 from edgekit.twin_patch import merge_patch
 
@@ -98,7 +98,7 @@ def _now() -> str:
 
 
 class Controller:
-    def __init__(self, base: Settings, pipeline: Pipeline, health: Health) -> None:
+    def __init__(self, base: Settings, pipeline: Pipeline, health: Health, model_override: str | None = None) -> None:
         self.base = base  # from the environment; the desired properties apply on top
         self.pipeline = pipeline
         self.health = health
@@ -111,7 +111,11 @@ class Controller:
         self.model_refused = False  # the last reloadModel failed (the previous model serves on)
         self.model_loaded_at = _now()
         self.changed = asyncio.Event()  # set on every change of what status() shows, but the counters
-        self._model_override: str | None = None  # a reloadModel directory, until desired names modelDir
+        # a reloadModel or rolled-out directory (model store), until desired names modelDir
+        self._model_override: str | None = model_override
+        # Told the desired `model` (the bundle to roll out) of every desired document that took effect.
+        self.on_desired_model: Callable[[ModelSpec | None], None] | None = None
+        self.rollout: dict[str, Any] | None = None  # reported as model.rollout (app/rollout)
         self._lock = asyncio.Lock()
 
     @property
@@ -161,6 +165,8 @@ class Controller:
             self.rejected_version, self.desired_refused, self.model_refused = None, False, False
             log.info("desired $version %s in effect", version)
             self.changed.set()
+            if self.on_desired_model is not None:
+                self.on_desired_model(desired_model(self._twin_desired))
             return settings
 
     async def reload_model(self, model_dir: str | None = None) -> Scorer:
@@ -206,6 +212,7 @@ class Controller:
         """A model directory or script named at run time (twin, reloadModel) must lie under MODEL_ROOTS:
         loading one runs its code. The deployment's own MODEL_DIR and SCORE_SCRIPT are always allowed."""
         allowed = (self.base.model_dir, self.base.score_script)
+        store = os.path.realpath(self.base.model_store) if self.base.model_store else None
         for name, path in (("modelDir", settings.model_dir), ("scoreScript", settings.score_script)):
             if not path or path in allowed:
                 continue
@@ -214,6 +221,8 @@ class Controller:
             except (ValueError, OSError) as exc:  # a NUL byte, an unencodable character
                 raise ChangeRefused(ErrorCode.MODEL_REJECTED, f"{name} is not a usable path ({exc})") from None
             roots = [os.path.realpath(root) for root in settings.model_roots]
+            if name == "modelDir" and store:  # the model store's versions: verified against the twin's sha256
+                roots.append(store)
             if not any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots):
                 raise ChangeRefused(
                     ErrorCode.MODEL_REJECTED,
@@ -253,6 +262,7 @@ class Controller:
                     "sha256": manifest.sha256,
                     "dir": p.settings.model_dir,
                     "loadedAt": self.model_loaded_at,
+                    **({"rollout": self.rollout} if self.rollout is not None else {}),
                 },
                 "settings": reported_settings(p.settings),
                 "desiredVersion": self.desired_version,

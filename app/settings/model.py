@@ -232,6 +232,55 @@ class Settings:
         cap=86_400,
         help="Exit (so that edgeAgent restarts the module) when edgeHub has been unreachable or deaf this long; 0: off.",
     )
+    # -- model rollout: bundles named by the twin's desired `model`, downloaded into a store --
+    model_store: str = setting(
+        "/var/lib/edge-inference/models",
+        env="MODEL_STORE",
+        max_length=4096,
+        help="Directory (a volume) where bundles named by the desired property `model` are downloaded, unpacked and "
+        "kept; the module starts on its last good version without downloading.",
+    )
+    model_store_keep: int = setting(
+        3,
+        env="MODEL_STORE_KEEP",
+        minimum=2,
+        maximum=100,
+        help="Model versions the store keeps (always the one in use and the one before it).",
+    )
+    model_download_max_bytes: int = setting(
+        512 * 1024 * 1024,
+        env="MODEL_DOWNLOAD_MAX_BYTES",
+        minimum=1024,
+        help="Largest bundle the module downloads (and the most its files may unpack to, times 4).",
+    )
+    model_download_timeout_s: float = setting(
+        900.0, env="MODEL_DOWNLOAD_TIMEOUT_S", above=0, cap=86_400, help="Time one download attempt may take."
+    )
+    model_download_attempts: int = setting(
+        5,
+        env="MODEL_DOWNLOAD_ATTEMPTS",
+        minimum=1,
+        maximum=100,
+        help="Tries of a download (resumed where the last stopped, jittered back-off in between) before it is failed.",
+    )
+    model_probation_messages: int = setting(
+        200,
+        env="MODEL_PROBATION_MESSAGES",
+        minimum=1,
+        cap=10_000_000,
+        help="A newly rolled-out model is on probation for this many outcomes (or MODEL_PROBATION_S, whichever ends first).",
+    )
+    model_probation_s: float = setting(
+        300.0, env="MODEL_PROBATION_S", above=0, cap=86_400, help="Longest probation of a newly rolled-out model."
+    )
+    model_probation_max_failure_rate: float = setting(
+        0.05,
+        env="MODEL_PROBATION_MAX_FAILURE_RATE",
+        minimum=0,
+        below=1,
+        help="Share of the probation's outcomes that may be the new model's failures (run() failures, output errors, "
+        "missing features); above it, the previous model is swapped back.",
+    )
     # -- HTTP hardening --
     http_token: str = setting(
         "",

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.settings.model import FIELDS, ConfigError, Settings, problems_of
+from app.settings.model_spec import KEY as MODEL_KEY
+from app.settings.model_spec import ModelSpec, spec_problems
 from edgekit.typed_settings import parse_json, replaced
 
 LIVE = {f.twin: f for f in FIELDS if f.spec.live}  # desired property -> its field
@@ -28,6 +30,9 @@ def desired_problems(base: Settings, desired: Mapping[str, Any]) -> tuple[Settin
     unknown: list[str] = []
     for key, value in desired.items():
         if key.startswith("$"):
+            continue
+        if key == MODEL_KEY:  # the bundle to roll out: not a setting, validated with the document
+            problems += spec_problems(value, base.model_download_max_bytes)[1]
             continue
         f = LIVE.get(key)
         if f is None:
@@ -43,7 +48,7 @@ def desired_problems(base: Settings, desired: Mapping[str, Any]) -> tuple[Settin
             changes[f.name] = parse_json(f, value)
         except ValueError as exc:
             problems.append(f"{key}={_shown(value, repr)}: {exc}")
-    live = ", ".join(LIVE)
+    live = ", ".join([*LIVE, MODEL_KEY])
     if len(unknown) <= UNKNOWN_LISTED:
         problems += [f"{key}: not a setting; live settings are {live}" for key in unknown]
     else:  # one line, not thousands: the refusal goes into the reported `lastError`
@@ -70,6 +75,11 @@ def settings_from_desired(base: Settings, desired: Mapping[str, Any]) -> Setting
     if problems:
         raise ConfigError("desired properties refused", problems)
     return settings
+
+
+def desired_model(desired: Mapping[str, Any]) -> ModelSpec | None:
+    """The desired `model` of a document that validated (settings_from_desired); None when it names none."""
+    return spec_problems(desired.get(MODEL_KEY))[0]
 
 
 def reported_settings(settings: Settings) -> dict[str, Any]:

@@ -38,13 +38,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from jsonschema import Draft4Validator
 
-from app.settings import LIVE, Settings
+from app.settings import Settings
+from app.settings.model_spec import KEY as MODEL_KEY
 from app.settings.twin import desired_problems
 from deploy.checks import MODULE_NAME, Problem, Report
 from edgekit.urls import shown_url
 
 MODEL_SCHEMA_PATH = Path(__file__).parent / "schema" / "model-desired.schema.json"
-DESIRED = "model"  # the module's desired property
+DESIRED = MODEL_KEY  # the module's desired property
 LAYER_KEY = f"properties.desired.{DESIRED}"
 URL_ENV = "MODEL_URL"  # --url's default: a SAS URL kept out of the command line (shell history, make's echo)
 SAS_EXPIRY_WARNING = timedelta(days=7)
@@ -108,15 +109,15 @@ def _sas_checks(url: str, path: tuple[str, ...], report: Report, now: datetime) 
 def model_problems(model: dict[str, Any], path: tuple[str, ...], report: Report, now: datetime | None = None) -> None:
     """The desired `model` as the module would judge it: the schema, the module's settings model, the SAS token."""
     url = model.get("url") if isinstance(model.get("url"), str) else ""
-    for err in _model_schema().iter_errors(model):
+    schema_errors = list(_model_schema().iter_errors(model))
+    for err in schema_errors:
         where = (*path, *(str(p) for p in err.absolute_path))
         report.error(where, _hidden(f"schema: {err.message}", url), f"see deploy/schema/{MODEL_SCHEMA_PATH.name}")
-    # TODO(issue 15, items 1-4): app.settings declares the `model` desired property on the rollout branch; once it is
-    # merged this check applies the module's own rules and model-desired.schema.json keeps only what the layer adds.
-    if DESIRED in LIVE:
-        _, problems = desired_problems(Settings(), {DESIRED: model})
-        for line in problems:
-            report.error(path, _hidden(f"the module refuses it: {line}", url), "correct the value")
+    # The module's own rules for its desired `model` (app/settings/model_spec.py), as the device will apply them;
+    # after a schema error they would only say the same again.
+    _, problems = desired_problems(Settings(), {MODEL_KEY: model}) if not schema_errors else (None, [])
+    for line in problems:
+        report.error(path, _hidden(f"the module refuses it: {line}", url), "correct the value")
     if url.startswith("https://"):
         _sas_checks(url, (*path, "url"), report, now or datetime.now(UTC))
 

@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--until", type=int, default=None, metavar="N", help="stop once N messages reached $upstream")
     r.add_argument("--timeout", type=float, default=None, metavar="S", help="with --until: give up after S seconds (exit 1)")
     r.add_argument("--json", action="store_true", help="each upstream message and the final summary as JSON lines")
+    r.add_argument(
+        "--token-ttl",
+        type=int,
+        default=None,
+        metavar="S",
+        help="modules' SAS tokens live S seconds (the SDK renews and reconnects before expiry; default the SDK's 3600)",
+    )
 
     d = sub.add_parser("desired", help="patch a module's desired properties in the running edge")
     d.add_argument("module")
@@ -56,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("method")
     c.add_argument("payload", nargs="?", default="null", help="JSON (default null)")
     c.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer (default 30; IoT Hub answers 504)")
+    h = sub.add_parser("restart-hub", help="restart edgeHub (every broker) in the running edge")
+    h.add_argument("--kill", action="store_true", help="SIGKILL the brokers (a crash) instead of stopping them")
+    h.add_argument("--down", type=float, default=0.0, metavar="S", help="stay down S seconds (an outage; default 0)")
     test_route.add_parser(sub)
     return p
 
@@ -106,7 +116,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     printer = Printer(args.json)
     edge = LocalEdge(
-        deployment, production_path=args.production_path, verbose=args.verbose, on_upstream=printer, keep_run_dir=args.keep
+        deployment,
+        production_path=args.production_path,
+        verbose=args.verbose,
+        on_upstream=printer,
+        keep_run_dir=args.keep,
+        token_ttl=args.token_ttl,
     )
     # SIGINT too: a shell without job control starts background jobs with it ignored, and Ctrl-C must work.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the finally below stops every child
@@ -134,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, _stopping)
         edge.stop()
-    summary = edge.upstream.summary(edge.ready_at)
+    summary = {**edge.upstream.summary(edge.ready_at), "store": edge.status()["store"]}
     if args.json:
         print(json.dumps({"summary": True, "reached": code == EXIT_OK, **summary}), flush=True)
     else:
@@ -148,6 +163,8 @@ def control(args: argparse.Namespace) -> int:
             answer = request({"command": "desired", "module": args.module, "patch": json.loads(args.patch)})
         elif args.verb == "twin":
             answer = request({"command": "twin", "module": args.module})
+        elif args.verb == "restart-hub":
+            answer = request({"command": "restart-hub", "kill": args.kill, "down_s": args.down}, timeout=args.down + 60)
         else:
             message = {"command": "call", "module": args.module, "method": args.method, "payload": json.loads(args.payload)}
             answer = request({**message, "timeout": args.timeout}, timeout=args.timeout + 10)
@@ -168,6 +185,9 @@ def control(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.verb == "twin":
         print(json.dumps(answer["twin"], indent=2))
+        return EXIT_OK
+    if args.verb == "restart-hub":
+        print(f"edgeHub restarted: {', '.join(answer['restarted'])}")
         return EXIT_OK
     print(f"{answer['status']} {json.dumps(answer['payload'])}")
     return EXIT_OK if answer["status"] < 400 else EXIT_FAILED

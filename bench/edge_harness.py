@@ -196,6 +196,16 @@ def delivered_ids(broker_log: Path, client_id: str) -> set[str]:
     return found
 
 
+def connects(broker_log: Path, client_id: str) -> int:
+    """How often `client_id` connected, from Mosquitto's log (`New client connected from ... as <client> (...`)."""
+    marker = f" as {client_id} ("
+    try:
+        with open(broker_log, encoding="utf-8", errors="replace") as lines:
+            return sum(1 for line in lines if "New client connected" in line and marker in line)
+    except OSError:
+        return 0
+
+
 def evidence(log_text: str) -> dict[str, dict[str, Any]]:
     """Counts (and the first example) of the notable lines in a module's log."""
     found: dict[str, dict[str, Any]] = {}
@@ -289,6 +299,8 @@ class EdgeRun:
         keep: bool = False,
         verbose: bool = False,
         keep_times: bool = False,
+        manifest: Path | None = None,
+        token_ttl: int | None = None,
     ) -> None:
         # An idle sensor still ticks: at MessageDelay 0 (as fast as it can) it would spin a core doing nothing.
         delay = 1.0 if not send else 0.0 if rate <= 0 else 1 / rate
@@ -299,17 +311,19 @@ class EdgeRun:
         ]
         self.outcomes = Outcomes(keep_times)
         self.edge = LocalEdge(
-            load_deployment(None, [*sensor_env, *module_source_env(module_source), *env]),
+            load_deployment(manifest, [*sensor_env, *module_source_env(module_source), *env]),
             on_upstream=self.outcomes,
             control=False,  # a developer's own `make edge` keeps its control socket
             keep_run_dir=True,  # read after stop(), then removed here unless `keep`
             verbose=verbose,
             trace_brokers=trace,
+            token_ttl=token_ttl,
         )
         self.keep, self.trace = keep, trace
         self._ids: set[str] = set()
         self.log = ""  # the inference module's log, every incarnation, after stop()
         self.delivered: set[str] | None = None
+        self.connects: dict[str, int] = {}  # module -> its client's connects, from its broker's log (after stop())
         self.control = threading.RLock()  # held by whoever kills or restarts the module
         self.exits: list[str] = []  # the module's own exits, each restarted as edgeAgent would
         self._stopping = threading.Event()
@@ -357,6 +371,7 @@ class EdgeRun:
             return
         log_file = run_dir / "logs" / f"{MODEL}.log"
         self.log = log_file.read_text(errors="replace") if log_file.exists() else ""
+        self.connects = {name: connects(b.log_path, f"{DEVICE_ID}/{name}") for name, b in self.edge.brokers.items()}
         if self.trace and MODEL in self.edge.brokers:
             self.delivered = delivered_ids(self.edge.brokers[MODEL].log_path, f"{DEVICE_ID}/{MODEL}")
         if not self.keep:

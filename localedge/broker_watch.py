@@ -31,6 +31,7 @@ class BrokerWatch:
         self._restart = restart
         self._locks = locks
         self.restarts: dict[str, int] = dict.fromkeys(brokers, 0)
+        self._restarted = threading.Condition()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="broker-watch", daemon=True)
 
@@ -48,9 +49,16 @@ class BrokerWatch:
                     log.warning("broker of %s died (exit %s): starting it again", name, process.returncode)
                     try:
                         self._restart(name)
-                        self.restarts[name] += 1
+                        with self._restarted:
+                            self.restarts[name] += 1
+                            self._restarted.notify_all()
                     except EdgeError as exc:  # tried again on the next round
                         log.error("restarting the broker of %s failed: %s", name, exc)
+
+    def wait_restarts(self, name: str, count: int, timeout: float) -> bool:
+        """True once the broker of `name` was restarted `count` times (after dying)."""
+        with self._restarted:
+            return self._restarted.wait_for(lambda: self.restarts.get(name, 0) >= count, timeout)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -70,14 +70,18 @@ class MessageStore:
         cursor does not move until commit()."""
         batch = Batch(end=self._read_at)
         now = self.clock()
-        self._reader.seek(self._read_at)
         while len(batch.messages) < limit and len(batch.messages) + len(batch.expired) < self.pending:
-            stored_at, ttl_s, topic_len, body_len = HEADER.unpack(self._reader.read(HEADER.size))
-            topic = self._reader.read(topic_len).decode()
-            message = StoredMessage(topic, self._reader.read(body_len), stored_at, ttl_s)
+            message, batch.end = self._read(batch.end)
             (batch.expired if message.expired(now) else batch.messages).append(message)
-            batch.end += HEADER.size + topic_len + body_len
         return batch
+
+    def _read(self, offset: int) -> tuple[StoredMessage, int]:
+        """The record at `offset` and the offset after it."""
+        self._reader.seek(offset)
+        stored_at, ttl_s, topic_len, body_len = HEADER.unpack(self._reader.read(HEADER.size))
+        topic = self._reader.read(topic_len).decode()
+        message = StoredMessage(topic, self._reader.read(body_len), stored_at, ttl_s)
+        return message, offset + HEADER.size + topic_len + body_len
 
     def commit(self, batch: Batch) -> None:
         """The batch's live messages were handed over and its expired ones dropped: move the cursor past them."""
@@ -95,12 +99,12 @@ class MessageStore:
 
     def expire_head(self) -> int:
         """Drop the expired messages at the head (while nothing is delivered, so the counts stay current)."""
-        dropped = 0
+        dropped, now = 0, self.clock()
         while self.pending:
-            batch = self.take(1)
-            if batch.messages or not batch.expired:
+            message, end = self._read(self._read_at)
+            if not message.expired(now):
                 break
-            self.commit(batch)
+            self.commit(Batch(expired=[message], end=end))
             dropped += 1
         return dropped
 

@@ -154,6 +154,7 @@ class Broker:
     def _try_start(self, binary: str, host: str, deadline: float) -> bool:
         run = self.directory / host
         data = self._store_dir(run, host)
+        run.mkdir(parents=True, exist_ok=True)
         data.mkdir(parents=True, exist_ok=True)
         run.chmod(0o755)
         data.chmod(0o777)  # written by the `mosquitto` user when we are root

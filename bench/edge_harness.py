@@ -301,6 +301,7 @@ class EdgeRun:
         keep_times: bool = False,
         manifest: Path | None = None,
         token_ttl: int | None = None,
+        save_sessions: bool = True,
     ) -> None:
         # An idle sensor still ticks: at MessageDelay 0 (as fast as it can) it would spin a core doing nothing.
         delay = 1.0 if not send else 0.0 if rate <= 0 else 1 / rate
@@ -318,6 +319,7 @@ class EdgeRun:
             verbose=verbose,
             trace_brokers=trace,
             token_ttl=token_ttl,
+            save_sessions=save_sessions,
         )
         self.keep, self.trace = keep, trace
         self._ids: set[str] = set()

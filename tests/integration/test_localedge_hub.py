@@ -20,8 +20,10 @@ import pytest
 from bench.edge_harness import MODEL, SENSOR, EdgeRun
 from bench.faults import Result, Sizes, run_scenario
 from localedge.deployment import DEFAULT_MANIFEST
+from localedge.edge import LocalEdge
 from tests.integration.conftest import mosquitto_or_skip
 from tests.integration.test_faults import QOS1_DUPLICATES_PER_FAULT, assert_exactly_once
+from tests.integration.test_localedge import run_cli
 
 WAIT = 60.0  # bound on each wait for the stream or the module
 SIZES = Sizes(messages=300, rate=50, repeats=3, stop_s=3, outage_s=5, recover_s=60, quiet_s=20, watchdog_s=30)
@@ -156,3 +158,15 @@ def test_stored_messages_past_the_route_ttl_are_counted_and_never_delivered(
     assert not expired & answered, "an expired message was delivered"
     assert expired | answered == run.sent_ids() and a.unexpected == 0  # every other message has its outcome
     assert a.lost == len(expired) and a.duplicated == 0
+
+
+@pytest.mark.timeout(120)
+def test_restart_hub_from_another_terminal_restarts_every_broker(start_edge: Callable[..., LocalEdge], state_dir: Path) -> None:
+    edge = start_edge(f"{SENSOR}:MessageCount=0")
+    pids = {name: b.process.pid for name, b in edge.brokers.items() if b.process is not None}
+    done = run_cli("restart-hub", "--down", "1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"edgeHub restarted: {', '.join(sorted(edge.brokers))}"
+    after = {name: b.process.pid for name, b in edge.brokers.items() if b.process is not None}
+    assert after.keys() == pids.keys() and all(after[n] != pids[n] for n in pids)
+    assert edge.invoke(MODEL, "getStatus", {}, timeout=WAIT)[0] == 200  # its twin and methods are served again

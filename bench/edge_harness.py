@@ -197,6 +197,16 @@ def delivered_ids(broker_log: Path, client_id: str) -> set[str]:
     return found
 
 
+def connects(broker_log: Path, client_id: str) -> int:
+    """How often `client_id` connected, from Mosquitto's log (`New client connected from ... as <client> (...`)."""
+    marker = f" as {client_id} ("
+    try:
+        with open(broker_log, encoding="utf-8", errors="replace") as lines:
+            return sum(1 for line in lines if "New client connected" in line and marker in line)
+    except OSError:
+        return 0
+
+
 def evidence(log_text: str) -> dict[str, dict[str, Any]]:
     """Counts (and the first example) of the notable lines in a module's log."""
     found: dict[str, dict[str, Any]] = {}
@@ -292,6 +302,9 @@ class EdgeRun:
         verbose: bool = False,
         keep_times: bool = False,
         backoff: Backoff = BACKOFF,
+        manifest: Path | None = None,
+        token_ttl: int | None = None,
+        save_sessions: bool = True,
     ) -> None:
         # An idle sensor still ticks: at MessageDelay 0 (as fast as it can) it would spin a core doing nothing.
         delay = 1.0 if not send else 0.0 if rate <= 0 else 1 / rate
@@ -302,18 +315,21 @@ class EdgeRun:
         ]
         self.outcomes = Outcomes(keep_times)
         self.edge = LocalEdge(
-            load_deployment(None, [*sensor_env, *module_source_env(module_source), *env]),
+            load_deployment(manifest, [*sensor_env, *module_source_env(module_source), *env]),
             on_upstream=self.outcomes,
             control=False,  # a developer's own `make edge` keeps its control socket
             keep_run_dir=True,  # read after stop(), then removed here unless `keep`
             verbose=verbose,
             trace_brokers=trace,
             backoff=backoff,
+            token_ttl=token_ttl,
+            save_sessions=save_sessions,
         )
         self.keep, self.trace = keep, trace
         self._ids: set[str] = set()
         self.log = ""  # the inference module's log, every incarnation, after stop()
         self.delivered: set[str] | None = None
+        self.connects: dict[str, int] = {}  # module -> its client's connects, from its broker's log (after stop())
         self.control = threading.RLock()  # held by whoever kills or restarts the module
 
     def start(self) -> EdgeRun:
@@ -343,6 +359,7 @@ class EdgeRun:
             return
         log_file = run_dir / "logs" / f"{MODEL}.log"
         self.log = log_file.read_text(errors="replace") if log_file.exists() else ""
+        self.connects = {name: connects(b.log_path, f"{DEVICE_ID}/{name}") for name, b in self.edge.brokers.items()}
         if self.trace and MODEL in self.edge.brokers:
             self.delivered = delivered_ids(self.edge.brokers[MODEL].log_path, f"{DEVICE_ID}/{MODEL}")
         if not self.keep:

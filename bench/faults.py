@@ -155,6 +155,20 @@ def broker_kill(f: Faults) -> None:
     f.spaced(1, inject)
 
 
+def hub_restart(f: Faults) -> None:
+    """edgeHub restarted (every broker at once: the sensor's and the model's) xN mid-stream."""
+
+    def inject() -> None:
+        f.run.edge.restart_hub()
+        f.cleared()
+
+    f.spaced(f.sizes.repeats, inject)
+
+
+def token_ttl(f: Faults) -> None:
+    """No fault injected: the modules' SAS tokens live TOKEN_TTL_S, so their SDKs renew and reconnect all along."""
+
+
 def module_kill(f: Faults) -> None:
     f.spaced(f.sizes.repeats, f.kill)
 
@@ -281,11 +295,15 @@ class Scenario:
     title: str
     inject: Callable[[Faults], None]
     broker: bool  # a broker fault: the SDK may sit out a 20 s reconnect back-off, so the end waits longer for stragglers
+    token_ttl: int | None = None  # the modules' SAS token lifetime (LocalEdge token_ttl); None: the SDK's 3600 s
 
 
+TOKEN_TTL_S = 60
 SCENARIOS = {
     "broker-restart": Scenario("broker restart (SIGTERM, start) xN mid-stream", broker_restart, broker=True),
     "broker-kill": Scenario("broker SIGKILL, start again", broker_kill, broker=True),
+    "hub-restart": Scenario("edgeHub restart (every broker) xN mid-stream", hub_restart, broker=True),
+    "token-ttl": Scenario(f"SAS tokens of {TOKEN_TTL_S} s: renewed all along", token_ttl, broker=True, token_ttl=TOKEN_TTL_S),
     "module-kill": Scenario("module SIGKILL xN mid-stream, restarted", module_kill, broker=False),
     "kill-at-start": Scenario("module SIGKILL right after its start", kill_at_start, broker=False),
     "sigterm": Scenario("module SIGTERM mid-batch, restarted", sigterm, broker=False),
@@ -314,7 +332,15 @@ def run_scenario(
             script = Path(scratch) / "poison_score.py"
             script.write_text(POISON_SCRIPT, encoding="utf-8")
             env.append(f"{MODEL}:SCORE_SCRIPT={script}")
-        run = EdgeRun(rate=sizes.rate, env=env, module_source=module_source, trace=True, keep=keep, verbose=verbose)
+        run = EdgeRun(
+            rate=sizes.rate,
+            env=env,
+            module_source=module_source,
+            trace=True,
+            keep=keep,
+            verbose=verbose,
+            token_ttl=scenario.token_ttl,
+        )
         faults = Faults(run, sizes, swap_model)
         error = None
         try:
@@ -333,6 +359,8 @@ def run_scenario(
         result.notes.append(f"predictions by model: {dict(run.outcomes.models)}")
     if name == "poison":
         result.notes.append(f"error records by code: {dict(run.outcomes.codes)}")
+    if scenario.token_ttl is not None:
+        result.notes.append(f"connects per module (renewals + 1): {run.connects}")
     if keep:
         result.notes.append(f"run dir {run.edge.run_dir}")
     return result

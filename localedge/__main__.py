@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=float, default=None, metavar="S", help="with --until: give up after S seconds (exit 1)")
     r.add_argument("--json", action="store_true", help="each upstream message and the final summary as JSON lines")
     single.add_arguments(r)
+    r.add_argument(
+        "--token-ttl",
+        type=int,
+        default=None,
+        metavar="S",
+        help="modules' SAS tokens live S seconds (the SDK renews and reconnects before expiry; default the SDK's 3600)",
+    )
 
     d = sub.add_parser("desired", help="patch a module's desired properties in the running edge")
     d.add_argument("module")
@@ -73,7 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("method")
     c.add_argument("payload", nargs="?", default="null", help="JSON (default null)")
     c.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer (default 30; IoT Hub answers 504)")
-    for command in (d, t, c, s):
+    h = sub.add_parser("restart-hub", help="restart edgeHub (every broker) in the running edge")
+    h.add_argument("--kill", action="store_true", help="SIGKILL the brokers (a crash) instead of stopping them")
+    h.add_argument("--down", type=float, default=0.0, metavar="S", help="stay down S seconds (an outage; default 0)")
+    for command in (d, t, c, s, h):
         command.add_argument("--edge", default=None, metavar="NAME", help="the edge to reach (default: the only one running)")
     test_route.add_parser(sub)
     modulecred.add_parser(sub)
@@ -167,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         name=name,
         backoff=Backoff(cool_off_unit_s=args.cool_off, max_cool_off_s=30 * args.cool_off),
         logs_dir=runs.new_run(name, max(1, args.keep_runs)),
+        token_ttl=args.token_ttl,
     )
     api = None
     # SIGINT too: a shell without job control starts background jobs with it ignored, and Ctrl-C must work.
@@ -199,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         if api is not None:
             api.stop()
         edge.stop()
-    summary = edge.upstream.summary(edge.ready_at)
+    summary = {**edge.upstream.summary(edge.ready_at), "store": edge.status()["store"]}
     if args.json:
         print(json.dumps({"summary": True, "reached": code == EXIT_OK, **summary}), flush=True)
     else:
@@ -228,6 +239,9 @@ def control(args: argparse.Namespace) -> int:
             answer = request({"command": "twin", "module": args.module}, edge=args.edge)
         elif args.verb == "stop":
             answer = request({"command": "stop"}, edge=args.edge)
+        elif args.verb == "restart-hub":
+            message = {"command": "restart-hub", "kill": args.kill, "down_s": args.down}
+            answer = request(message, timeout=args.down + 60, edge=args.edge)
         else:
             message = {"command": "call", "module": args.module, "method": args.method, "payload": json.loads(args.payload)}
             answer = request({**message, "timeout": args.timeout}, timeout=args.timeout + 10, edge=args.edge)
@@ -251,6 +265,9 @@ def control(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.verb == "stop":
         print(f"stopping '{answer['stopping']}'")
+        return EXIT_OK
+    if args.verb == "restart-hub":
+        print(f"edgeHub restarted: {', '.join(answer['restarted'])}")
         return EXIT_OK
     print(f"{answer['status']} {json.dumps(answer['payload'])}")
     return EXIT_OK if answer["status"] < 400 else EXIT_FAILED

@@ -86,6 +86,7 @@ class Deployment:
     modules: Mapping[str, ModuleSpec]
     routes: Sequence[Route]
     warnings: Sequence[str] = ()  # routes edgeHub accepts that the local edge cannot exercise, or probably mistakes
+    time_to_live_secs: int = 7200  # $edgeHub storeAndForwardConfiguration.timeToLiveSecs: routes without their own TTL
 
     @property
     def running(self) -> list[ModuleSpec]:
@@ -311,7 +312,8 @@ def load_deployment(
     warnings = route_warnings(routes)
     for warning in warnings:
         log.warning("%s", warning)
-    return Deployment(path, modules, routes, warnings)
+    ttl = dig(doc, *HUB, "storeAndForwardConfiguration", "timeToLiveSecs")
+    return Deployment(path, modules, routes, warnings, ttl if type(ttl) is int and ttl > 0 else 7200)
 
 
 def route_warnings(routes: Iterable[Route]) -> list[str]:

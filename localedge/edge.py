@@ -25,6 +25,7 @@ from typing import IO, Any
 from app.settings import ENV_NAMES
 from localedge.agent import Backoff, Supervisor
 from localedge.broker import Broker
+from localedge.broker_watch import BrokerWatch
 from localedge.certs import CertAuthority, shared_dir
 from localedge.control import ControlServer, edge_name
 from localedge.create_options import Applied as AppliedOptions
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 DEVICE_ID = "localedge-device"
 HUB_HOSTNAME = "localedge.azure-devices.net"  # only named in connection strings: nothing connects to it
 READY_TIMEOUT_S = 60.0  # the inference module loads its model before it connects
+TOKEN_TTL_ENV = "SAS_TOKEN_TTL_S"  # the modules' SAS token lifetime (app and sensor settings)
 STOP_TIMEOUT_S = 20.0  # the inference module's SHUTDOWN_TIMEOUT_S (8) + its client shutdown (5) + margin
 
 
@@ -71,6 +73,8 @@ class LocalEdge:
         backoff: Backoff = Backoff(),  # noqa: B008 - frozen
         logs_dir: Path | None = None,
         say: Callable[[str], None] | None = None,
+        token_ttl: int | None = None,
+        save_sessions: bool = True,
     ) -> None:
         self.deployment = deployment
         self.device_id = device_id
@@ -88,6 +92,11 @@ class LocalEdge:
         self.supervisor: Supervisor | None = None
         self.stop_requested = threading.Event()  # a `stop` control request
         self._module_lock = threading.RLock()  # held by whoever replaces a module's process
+        self.token_ttl = token_ttl  # SAS token lifetime the modules' SDKs use (SAS_TOKEN_TTL_S); None: theirs (3600 s)
+        self.save_sessions = save_sessions  # brokers save sessions on every change (Broker.save_on_change)
+        self.broker_watch: BrokerWatch | None = None
+        self._broker_locks: dict[str, threading.RLock] = {}  # each held while its broker is stopped or started on purpose
+        self._going_down: set[str] = set()  # modules the local edge is taking down: their messages are stored
         self.specs = {m.name: m for m in deployment.running}
         self.external = frozenset(external)  # served (broker, twin, routes) but run by the user: single-module mode
         self.upstream = UpstreamRecorder(self._error_output, on_upstream)
@@ -118,9 +127,20 @@ class LocalEdge:
             self.logs_dir.mkdir(parents=True, exist_ok=True)
             self.ca = CertAuthority.create(self.run_dir / "ca")
             for name in self.specs:
-                self.brokers[name] = Broker(self.ca, self.run_dir / "brokers" / name, trace=self.trace_brokers).start()
+                directory = self.run_dir / "brokers" / name
+                self.brokers[name] = Broker(self.ca, directory, trace=self.trace_brokers, save_on_change=self.save_sessions)
+                self._broker_locks[name] = threading.RLock()
+                self.brokers[name].start()
             # Routes and twins are served before any module connects: nothing a module sends at start is lost.
-            self.hub = Hub(self.device_id, self.deployment.routes, self.brokers, self.upstream).start()
+            self.hub = Hub(
+                self.device_id,
+                self.deployment.routes,
+                self.brokers,
+                self.upstream,
+                store_dir=self.run_dir / "store",
+                default_ttl_s=self.deployment.time_to_live_secs,
+                accepting=self.accepting,
+            ).start()
             for name, spec in self.specs.items():
                 self.twins[name] = Twin(self.brokers[name], self.device_id, name, spec.desired).start()
             if self.production_path:
@@ -141,6 +161,7 @@ class LocalEdge:
                     ready_timeout=self.ready_timeout,
                     say=self.say,
                 ).start()
+            self.broker_watch = BrokerWatch(self.brokers, self.restart_broker, self._broker_locks).start()
             if self.use_control:
                 self.control = ControlServer(self.run_dir / "control.sock", self.handle_control, self.name).start()
             self.ready_at = time.perf_counter()
@@ -164,6 +185,8 @@ class LocalEdge:
             )
         else:
             edge_env = broker.module_env(self.device_id, spec.name, HUB_HOSTNAME)
+        if self.token_ttl is not None:
+            edge_env[TOKEN_TTL_ENV] = str(self.token_ttl)
         # The inference module journals its intake under JOURNAL_DIR and keeps rolled-out models under MODEL_STORE
         # (volumes on a device): one each per module in the run directory, so that a module restarted by
         # restart_module() finds what it journaled and installed before.
@@ -240,6 +263,8 @@ class LocalEdge:
             self.control.stop()
         if self.supervisor is not None:
             self.supervisor.stop()  # no restart from here on
+        if self.broker_watch is not None:
+            self.broker_watch.stop()
         for name in reversed(self._start_order):  # sources before their targets: targets finish what they got
             self.exit_codes[name] = self.modules[name].stop(self.stop_timeout)
         if self.hub is not None:
@@ -247,7 +272,7 @@ class LocalEdge:
         for twin in self.twins.values():
             twin.stop()
         for broker in self.brokers.values():
-            broker.stop()
+            broker.close()  # and its tmpfs store
         if self.workload is not None:
             self.workload.stop()
         for file in self._logs.values():
@@ -276,6 +301,9 @@ class LocalEdge:
         module = self._module(name)
         if self.supervisor is not None:
             self.supervisor.hold(name)  # the caller restarts it (restart_module), not the supervisor
+        self._going_down.add(name)
+        if self.hub is not None and name in self.hub.forwarders:
+            self.hub.forwarders[name].hold()  # a SIGTERMed module unsubscribes: what comes now is stored for its return
         module.send_signal(sig)
         return module.wait_exit(self.stop_timeout if timeout is None else timeout)
 
@@ -288,6 +316,9 @@ class LocalEdge:
                 raise EdgeError(f"module '{name}' (pid {old.pid}) is still running; kill_module() it first")
             module = self._respawn(name)
         module.wait_ready(self.ready_timeout if ready_timeout is None else ready_timeout)
+        self._going_down.discard(name)
+        if self.hub is not None and name in self.hub.forwarders:
+            self.hub.forwarders[name].release()  # what was stored for it meanwhile, within its TTL
         if self.supervisor is not None:
             self.supervisor.release(name)
         log.info("module %s restarted (pid %d)", name, module.pid)
@@ -306,6 +337,19 @@ class LocalEdge:
             self.modules[name] = module
             return module
 
+    def accepting(self, name: str) -> bool:
+        """Whether module `name` can take messages now: its process up and ready, and not being taken down."""
+        if name in self.external:  # run by the user: its broker session holds what comes until it connects
+            return True
+        module = self.modules.get(name)
+        return (
+            name not in self._going_down
+            and module is not None
+            and module.ready.is_set()
+            and module.process is not None
+            and module.process.poll() is None
+        )
+
     def restart_broker(self, name: str, *, kill: bool = False, down_s: float = 0.0, timeout: float = 30.0) -> None:
         """Take module `name`'s broker (its edgeHub) down and start it again on the same address and store.
 
@@ -316,13 +360,14 @@ class LocalEdge:
         `timeout` bounds the start and the re-subscriptions (a broker reloading a large store takes a while).
         """
         broker = self.brokers[name]
-        if kill:
-            broker.kill()
-        else:
-            broker.stop()
-        if down_s > 0:
-            time.sleep(down_s)  # the outage itself: nothing to wait for
-        broker.start(timeout)
+        with self._broker_locks[name]:  # not restarted by the broker watch meanwhile
+            if kill:
+                broker.kill()
+            else:
+                broker.stop()
+            if down_s > 0:
+                time.sleep(down_s)  # the outage itself: nothing to wait for
+            broker.start(timeout)
         topics: list[tuple[Link, str]] = []
         if self.hub is not None and name in self.hub.links:
             topics.append((self.hub.links[name], outputs_filter(self.device_id, name)))
@@ -338,6 +383,25 @@ class LocalEdge:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.05)
+
+    def restart_hub(self, *, kill: bool = False, down_s: float = 0.0, timeout: float = 30.0) -> None:
+        """edgeHub restarting: every broker down (SIGTERM, or SIGKILL with kill=True) for `down_s`, then back, together
+        (as one edgeHub serves every module); the local edge's own subscriptions made again (restart_broker)."""
+        failures: list[str] = []
+
+        def restart(name: str) -> None:
+            try:
+                self.restart_broker(name, kill=kill, down_s=down_s, timeout=timeout)
+            except EdgeError as exc:
+                failures.append(f"{name}: {exc}")
+
+        threads = [threading.Thread(target=restart, args=(name,), name=f"restart-{name}") for name in self.brokers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout + down_s + 10)
+        if failures or any(t.is_alive() for t in threads):
+            raise EdgeError("edgeHub did not come back: " + ("; ".join(failures) or "a broker restart hung"))
 
     def _module(self, name: str) -> ModuleProcess:
         try:
@@ -386,6 +450,8 @@ class LocalEdge:
                 for name, m in self.modules.items()
             },
             "upstream": self.upstream.summary(self.ready_at),
+            "store": self.hub.store_counts() if self.hub is not None else {},
+            "broker_restarts": dict(self.broker_watch.restarts) if self.broker_watch is not None else {},
         }
 
     def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -406,6 +472,10 @@ class LocalEdge:
         if command == "stop":
             self.stop_requested.set()  # the run's main thread stops everything
             return {"stopping": self.name}
+        if command == "restart-hub":
+            kill, down_s = bool(request.get("kill", False)), float(request.get("down_s", 0.0))
+            self.restart_hub(kill=kill, down_s=down_s)
+            return {"restarted": sorted(self.brokers), "kill": kill, "down_s": down_s}
         raise EdgeError(f"unknown command {command!r}")
 
 

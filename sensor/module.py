@@ -25,6 +25,7 @@ from azure.iot.device.aio import IoTHubModuleClient
 
 from edgekit.handoff import Handoff
 from edgekit.mqtt_socket import enable_tcp_nodelay
+from edgekit.sas_token import client_options
 from edgekit.signals import stop_on_signals
 from sensor.readings import Simulation, encode
 from sensor.settings import SensorSettings
@@ -201,7 +202,8 @@ async def _serve(settings: SensorSettings, stopped: asyncio.Event) -> int:
     loop = asyncio.get_running_loop()
     enable_tcp_nodelay()
     try:
-        client = await asyncio.to_thread(IoTHubModuleClient.create_from_edge_environment)
+        options = client_options(settings.sas_token_ttl_s)
+        client = await asyncio.to_thread(lambda: IoTHubModuleClient.create_from_edge_environment(**options))
     except Exception as exc:  # e.g. no edge environment, or the workload API unreachable
         log.error("cannot create the module client: %r", exc)
         return 1

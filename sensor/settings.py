@@ -70,6 +70,7 @@ class SensorSettings:
     seed: int | None = setting(None, env="SENSOR_SEED", help="repeatable values")
     log_every: int = setting(1000, env="SENSOR_LOG_EVERY", minimum=1, help="a progress line per N readings")
     log_level: str = setting("INFO", env="LOG_LEVEL", choices=LEVELS, help="log level")
+    sas_token_ttl_s: int = setting(3600, env="SAS_TOKEN_TTL_S", minimum=20, help="SAS token lifetime (the SDK renews it)")
 
 
 ENV: tuple[str, ...] = tuple(f.spec.env for f in fields_of(SensorSettings))

@@ -32,6 +32,7 @@ from app.edgehub.twin import TwinAgent
 from app.edgehub.watchdog import Watchdog
 from app.settings import Settings
 from edgekit.mqtt_socket import enable_tcp_nodelay, set_message_tap
+from edgekit.sas_token import client_options
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,8 @@ class EdgeHubModule:
     async def create(cls, settings: Settings, journal: IntakeJournal | None = None) -> EdgeHubModule:
         """The client from the IoT Edge environment (the workload API on a device); raises if there is none."""
         enable_tcp_nodelay(settings.tcp_nodelay)
-        client = await asyncio.to_thread(IoTHubModuleClient.create_from_edge_environment)
+        options = client_options(settings.sas_token_ttl_s)
+        client = await asyncio.to_thread(lambda: IoTHubModuleClient.create_from_edge_environment(**options))
         return cls(client, settings, journal)
 
     def _on_connection_state_change(self, *_: object) -> None:

@@ -169,6 +169,13 @@ class Settings:
         help="HTTP endpoint port (score, health, metrics); 0 turns it off in the module.",
     )
     tcp_nodelay: bool = setting(True, env="TCP_NODELAY", help="TCP_NODELAY on the MQTT socket to edgeHub (saves ~40 ms per hop).")
+    sas_token_ttl_s: int = setting(
+        3600,
+        env="SAS_TOKEN_TTL_S",
+        minimum=20,
+        cap=86_400,
+        help="Lifetime of the SAS token the SDK signs; it reconnects with a new one before expiry (the SDK's default).",
+    )
     shutdown_timeout_s: float = setting(
         8.0, env="SHUTDOWN_TIMEOUT_S", above=0, cap=3600, help="Time to finish work in hand on SIGTERM."
     )

@@ -177,3 +177,8 @@ def test_compare_libraries_rules() -> None:
     assert len(warnings) == 3
     errors, _ = compare_libraries({"scikit-learn": "1.3.0"}, {"scikit-learn": "1.2.1"})
     assert errors == ["scikit-learn 1.3.0 (trained) vs 1.2.1 (here)"]
+
+
+def test_a_python_patch_release_is_no_difference_but_a_minor_one_is() -> None:
+    assert compare_libraries({"python": "3.11.2"}, {"python": "3.11.7"}) == ([], [])
+    assert compare_libraries({"python": "3.11.7"}, {"python": "3.13.5"}) == ([], ["python 3.11.7 (trained) vs 3.13.5 (here)"])

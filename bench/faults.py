@@ -191,6 +191,12 @@ def sigterm(f: Faults) -> None:
     f.spaced(1, inject)
 
 
+def sigterm_restart(f: Faults) -> None:
+    """edgeAgent's own stop (`iotedge restart`, a deployment update, a reboot): SIGTERM under a steady stream, the
+    module started again at once; what is routed to it while it is down must wait for it, as edgeHub keeps it."""
+    f.spaced(f.sizes.repeats, lambda: f.kill(signal.SIGTERM))
+
+
 def sigstop(f: Faults) -> None:
     def inject() -> None:
         f.run.edge.signal_module(MODEL, signal.SIGSTOP)
@@ -289,6 +295,7 @@ SCENARIOS = {
     "module-kill": Scenario("module SIGKILL xN mid-stream, restarted", module_kill, broker=False),
     "kill-at-start": Scenario("module SIGKILL right after its start", kill_at_start, broker=False),
     "sigterm": Scenario("module SIGTERM mid-batch, restarted", sigterm, broker=False),
+    "sigterm-restart": Scenario("module SIGTERM xN mid-stream, restarted", sigterm_restart, broker=False),
     "sigstop": Scenario("module SIGSTOP, then SIGCONT", sigstop, broker=False),
     "outage": Scenario("edgeHub (its broker) down, then back", outage, broker=True),
     "swap-kill": Scenario("reloadModel, then module SIGKILL", swap_then_kill, broker=False),

@@ -91,7 +91,7 @@ class Intake:
         self._closing = False
         self._winding_down = False  # stopping: what is only on disk waits for the next run
         self._shedding: set[asyncio.Task[None]] = set()
-        self.accepted = self.shed = self.spilled = self.replayed = self.poisoned = 0
+        self.accepted = self.shed = self.spilled = self.replayed = self.poisoned = self.deferred = 0
         self.backlog_peak = 0
         self.backlog_bytes_peak = 0
         # The highest journal seq handed over by the SDK: landed inputs are on disk before the SDK hands
@@ -180,6 +180,9 @@ class Intake:
                 continue
             if msg.journal_seq is not None and msg.journal_seq > self._accepted_seq:
                 self._accepted_seq = msg.journal_seq
+            if self._winding_down and msg.journal_seq is not None:
+                self.deferred += 1  # stopping: it is on disk, unsettled, and scored first at the next start
+                continue
             size = len(msg.body)
             if self._read_back_from is None and (self._inbox_bytes + size <= self._max_bytes or not inbox):
                 inbox.append(msg)
@@ -288,7 +291,9 @@ class Intake:
                 return
 
     def wind_down(self) -> None:
-        """The module is stopping: feed what is in memory, leave what is only in the journal for the next run."""
+        """The module is stopping: feed what is in memory, leave what is only in the journal for the next run.
+        With the journal, inputs handed over from now on are left there too (`deferred`): the module can stop
+        while the broker keeps delivering, without unsubscribing (app/edgehub/module.py)."""
         self._winding_down = True
         self._running.set()
         self._arrived.set()

@@ -174,9 +174,8 @@ def kill_at_start(f: Faults) -> None:
 
 
 def sigterm(f: Faults) -> None:
-    """SIGTERM while the module has a batch and a backlog in hand. Mosquitto drops what arrives for a session with
-    no subscription (edgeHub would store it), and the module unsubscribes on SIGTERM, so the sensor is paused for
-    the module's downtime; the backlog is made first, with SIGSTOP, so that the SIGTERM lands mid-batch."""
+    """SIGTERM while the module has a batch and a backlog in hand: the backlog is made first, with SIGSTOP (the sensor
+    paused meanwhile, so that the module's backlog is all there is), so that the SIGTERM lands mid-batch."""
 
     def inject() -> None:
         f.run.edge.signal_module(MODEL, signal.SIGSTOP)

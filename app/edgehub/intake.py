@@ -60,6 +60,14 @@ def message_from_sdk(message: Message) -> InMessage:
     )
 
 
+def input_from_wire(topic: str, body: bytes) -> InMessage:
+    """A landed input read back from the journal: parsed as the SDK parses what it receives."""
+    message = Message(body)
+    mqtt_topic_iothub.extract_message_properties_from_topic(topic, message)
+    message.input_name = mqtt_topic_iothub.get_input_name_from_topic(topic)
+    return message_from_sdk(message)
+
+
 class Intake:
     """Moves messages from the SDK's handler thread into the pipeline, in arrival order."""
 
@@ -98,7 +106,7 @@ class Intake:
         # them over, and reading back must not take one the SDK is still about to hand over.
         self._accepted_seq = 0
         if journal is not None:
-            journal.decode_wire = self._from_wire  # inputs landed on paho's thread are read back through it
+            journal.decode_wire = input_from_wire  # inputs landed on paho's thread are read back through it
             unsettled, first = journal.open()
             self._accepted_seq = journal.first_seq_of_run - 1
             pipeline.before_scoring = journal.mark_tried
@@ -129,14 +137,6 @@ class Intake:
         if len(landed) >= LANDED_MAX:  # the SDK dropped some (it should not): their records replay next start
             landed.pop(next(iter(landed)), None)
         landed[id(payload)] = (payload, seq)  # the payload held: its id stays its own until handed over
-
-    @staticmethod
-    def _from_wire(topic: str, body: bytes) -> InMessage:
-        """A landed input read back: parsed as the SDK parses what it receives."""
-        message = Message(body)
-        mqtt_topic_iothub.extract_message_properties_from_topic(topic, message)
-        message.input_name = mqtt_topic_iothub.get_input_name_from_topic(topic)
-        return message_from_sdk(message)
 
     async def on_message(self, message: Message) -> None:
         """The SDK's handler; runs on the SDK's handler loop, not ours."""

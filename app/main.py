@@ -138,12 +138,13 @@ async def run_module(settings: Settings) -> int:
                 pipeline.batcher.depth,
                 "; they are in the journal and will be scored at the next start" if journal is not None else "",
             )
+        await edge.disconnect()  # before the journal closes: nothing acknowledged after it
         edge.close_journal()
         stats = pipeline.stats
         intake = edge.intake
         log.info(
             "stopped: messages=%d predictions=%d errors=%d sent=%d send_failures=%d queue_full_waits=%d inbox_peak=%d "
-            "replayed=%d spilled=%d shed=%d",
+            "replayed=%d spilled=%d shed=%d deferred=%d",
             stats.messages,
             stats.predictions,
             stats.errors,
@@ -154,6 +155,7 @@ async def run_module(settings: Settings) -> int:
             intake.replayed if intake else 0,
             intake.spilled if intake else 0,
             intake.shed if intake else 0,
+            intake.deferred if intake else 0,
         )
         await edge.shutdown()
     return code

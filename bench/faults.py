@@ -188,9 +188,8 @@ def kill_at_start(f: Faults) -> None:
 
 
 def sigterm(f: Faults) -> None:
-    """SIGTERM while the module has a batch and a backlog in hand. Mosquitto drops what arrives for a session with
-    no subscription (edgeHub would store it), and the module unsubscribes on SIGTERM, so the sensor is paused for
-    the module's downtime; the backlog is made first, with SIGSTOP, so that the SIGTERM lands mid-batch."""
+    """SIGTERM while the module has a batch and a backlog in hand: the backlog is made first, with SIGSTOP (the sensor
+    paused meanwhile, so that the module's backlog is all there is), so that the SIGTERM lands mid-batch."""
 
     def inject() -> None:
         f.run.edge.signal_module(MODEL, signal.SIGSTOP)
@@ -203,6 +202,12 @@ def sigterm(f: Faults) -> None:
         f.run.sensor_sending(True)
 
     f.spaced(1, inject)
+
+
+def sigterm_restart(f: Faults) -> None:
+    """edgeAgent's own stop (`iotedge restart`, a deployment update, a reboot): SIGTERM under a steady stream, the
+    module started again at once; what is routed to it while it is down must wait for it, as edgeHub keeps it."""
+    f.spaced(f.sizes.repeats, lambda: f.kill(signal.SIGTERM))
 
 
 def sigstop(f: Faults) -> None:
@@ -307,6 +312,7 @@ SCENARIOS = {
     "module-kill": Scenario("module SIGKILL xN mid-stream, restarted", module_kill, broker=False),
     "kill-at-start": Scenario("module SIGKILL right after its start", kill_at_start, broker=False),
     "sigterm": Scenario("module SIGTERM mid-batch, restarted", sigterm, broker=False),
+    "sigterm-restart": Scenario("module SIGTERM xN mid-stream, restarted", sigterm_restart, broker=False),
     "sigstop": Scenario("module SIGSTOP, then SIGCONT", sigstop, broker=False),
     "outage": Scenario("edgeHub (its broker) down, then back", outage, broker=True),
     "swap-kill": Scenario("reloadModel, then module SIGKILL", swap_then_kill, broker=False),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,3 +25,18 @@ def body(obj: Any) -> bytes:
 
 def row(r: dict) -> list[float]:
     return [r["machine"]["temperature"], r["machine"]["pressure"], r["ambient"]["temperature"], float(r["ambient"]["humidity"])]
+
+
+def unsettled_ids(journal_dir: str | Path) -> list[str | None]:
+    """The message ids a stopped module's intake journal holds without an outcome, in order: what its next start
+    scores first. Read through the module's own journal code (opening adds an empty segment, nothing else)."""
+    from app.core.journal import IntakeJournal
+    from app.edgehub.intake import input_from_wire
+
+    journal = IntakeJournal(journal_dir, max_bytes=1 << 40)
+    journal.decode_wire = input_from_wire
+    try:
+        _, first = journal.open()
+        return [msg.message_id for msg in journal.read_inputs(first, 1 << 30)]
+    finally:
+        journal.close()

@@ -60,6 +60,14 @@ def message_from_sdk(message: Message) -> InMessage:
     )
 
 
+def input_from_wire(topic: str, body: bytes) -> InMessage:
+    """A landed input read back from the journal: parsed as the SDK parses what it receives."""
+    message = Message(body)
+    mqtt_topic_iothub.extract_message_properties_from_topic(topic, message)
+    message.input_name = mqtt_topic_iothub.get_input_name_from_topic(topic)
+    return message_from_sdk(message)
+
+
 class Intake:
     """Moves messages from the SDK's handler thread into the pipeline, in arrival order."""
 
@@ -91,14 +99,14 @@ class Intake:
         self._closing = False
         self._winding_down = False  # stopping: what is only on disk waits for the next run
         self._shedding: set[asyncio.Task[None]] = set()
-        self.accepted = self.shed = self.spilled = self.replayed = self.poisoned = 0
+        self.accepted = self.shed = self.spilled = self.replayed = self.poisoned = self.deferred = 0
         self.backlog_peak = 0
         self.backlog_bytes_peak = 0
         # The highest journal seq handed over by the SDK: landed inputs are on disk before the SDK hands
         # them over, and reading back must not take one the SDK is still about to hand over.
         self._accepted_seq = 0
         if journal is not None:
-            journal.decode_wire = self._from_wire  # inputs landed on paho's thread are read back through it
+            journal.decode_wire = input_from_wire  # inputs landed on paho's thread are read back through it
             unsettled, first = journal.open()
             self._accepted_seq = journal.first_seq_of_run - 1
             pipeline.before_scoring = journal.mark_tried
@@ -129,14 +137,6 @@ class Intake:
         if len(landed) >= LANDED_MAX:  # the SDK dropped some (it should not): their records replay next start
             landed.pop(next(iter(landed)), None)
         landed[id(payload)] = (payload, seq)  # the payload held: its id stays its own until handed over
-
-    @staticmethod
-    def _from_wire(topic: str, body: bytes) -> InMessage:
-        """A landed input read back: parsed as the SDK parses what it receives."""
-        message = Message(body)
-        mqtt_topic_iothub.extract_message_properties_from_topic(topic, message)
-        message.input_name = mqtt_topic_iothub.get_input_name_from_topic(topic)
-        return message_from_sdk(message)
 
     async def on_message(self, message: Message) -> None:
         """The SDK's handler; runs on the SDK's handler loop, not ours."""
@@ -180,6 +180,9 @@ class Intake:
                 continue
             if msg.journal_seq is not None and msg.journal_seq > self._accepted_seq:
                 self._accepted_seq = msg.journal_seq
+            if self._winding_down and msg.journal_seq is not None:
+                self.deferred += 1  # stopping: it is on disk, unsettled, and scored first at the next start
+                continue
             size = len(msg.body)
             if self._read_back_from is None and (self._inbox_bytes + size <= self._max_bytes or not inbox):
                 inbox.append(msg)
@@ -288,7 +291,9 @@ class Intake:
                 return
 
     def wind_down(self) -> None:
-        """The module is stopping: feed what is in memory, leave what is only in the journal for the next run."""
+        """The module is stopping: feed what is in memory, leave what is only in the journal for the next run.
+        With the journal, inputs handed over from now on are left there too (`deferred`): the module can stop
+        while the broker keeps delivering, without unsubscribing (app/edgehub/module.py)."""
         self._winding_down = True
         self._running.set()
         self._arrived.set()

@@ -4,6 +4,7 @@ the model store, and URL redaction."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import tarfile
 from pathlib import Path
@@ -20,6 +21,7 @@ from app.rollout.probation import Probation
 from app.settings import ConfigError, Settings, desired_model, settings_from_desired
 from edgekit.redact import REDACTED, redact_url, scrub
 from localedge.blobstore import BlobStore, Fault
+from localedge.publish import publish
 from tests.conftest import DEFAULT_MODEL_DIR
 
 SHA = "ab" * 32
@@ -183,6 +185,28 @@ async def test_a_blob_larger_than_declared_or_allowed_is_refused(blobs, bundle, 
     with pytest.raises(DownloadFailed, match="bytes"):
         await _fetch(blobs.sas_url("m.tgz"), tmp_path / f"{sha}.part", sha, size, max_bytes=max_bytes)
     assert len(blobs.requests_for("m.tgz")) == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "why"),
+    [("expired", "HTTP 403"), ("corrupt", "sha256 mismatch"), ("truncated", "tries"), ("reset", "tries"), ("slow", "timed out")],
+)
+async def test_publish_serves_the_bundle_from_files_and_each_fault_from_a_blob_of_its_own(
+    bundle, tmp_path: Path, fault: str, why: str
+) -> None:
+    path, sha, size = bundle
+    with BlobStore(directory=tmp_path / "blobs") as store:
+        bad = await asyncio.to_thread(publish, store, path, 600.0, fault, "inference")
+        good = await asyncio.to_thread(publish, store, path, 600.0, None, "inference")
+        assert bad["blob"] == f"{path.name}.{fault}" and good["blob"] == path.name
+        assert (tmp_path / "blobs" / "models" / path.name).read_bytes() == path.read_bytes()  # a file of the run dir
+        model = good["desired"]["model"]
+        assert model == {"name": "temperature-anomaly", "version": 1, "url": good["url"], "sha256": sha, "size": size}
+        assert good["command"].startswith('python -m localedge desired inference \'{"model": ')
+        with pytest.raises(DownloadFailed, match=why):
+            await _fetch(bad["url"], tmp_path / "bad.part", sha, size, timeout_s=0.5, attempts=2)
+        await _fetch(good["url"], tmp_path / "good.part", sha, size)  # the good blob met none of it
+        assert (tmp_path / "good.part").read_bytes() == path.read_bytes()
 
 
 # --- the desired `model`, the store, probation, redaction --------------------------------------------------

@@ -3,8 +3,10 @@
     desired model ──▶ downloading (resumable part file) ──▶ verifying (sha256, safe unpack, manifest,
     the hot swap's own checks) ──▶ active (probation) ──▶ stays, or rolled-back to the previous model
 
-Each state change goes to the reported property `model.rollout` at once; download progress at most
-every PROGRESS_EVERY_S (jittered, so that a fleet does not report in step). A failure leaves the
+Each state change (and download progress, at most every PROGRESS_EVERY_S) goes into the status's
+`model.rollout` and marks it changed; the reported properties' one path, app/edgehub/cadence.py, sends
+it within REPORT_JITTER_S and no more often, so a fleet told at once does not report at once (what
+changed in between goes out together: the twin may skip a state, never the last one). A failure leaves the
 running model in place (`failed` with the reason); the same desired document is not tried again until
 it changes (or the module restarts). A bundle that failed its probation is remembered by sha256 in the
 store and not tried again until the desired `model` names another bundle. A probation is kept in the

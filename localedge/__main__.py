@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from localedge import modulecred, runs, single, test_route
+from localedge import modulecred, publish, runs, single, test_route
 from localedge.agent import Backoff
 from localedge.control import NoEdgeRunning, edge_name, request, running_edges
 from localedge.deployment import DeploymentError, load_deployment
@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--edge", default=None, metavar="NAME", help="the edge to reach (default: the only one running)")
     test_route.add_parser(sub)
     modulecred.add_parser(sub)
+    publish.add_parser(sub)
     return p
 
 
@@ -134,6 +135,7 @@ def how_to(edge: LocalEdge) -> str:
             f"  twin:     python -m localedge twin {module}{target}",
             f"  desired:  python -m localedge desired {module} '{{\"key\": 1}}'{target}",
             f"  methods:  python -m localedge call {module} METHOD '{{}}'{target}",
+            f"  models:   python -m localedge publish BUNDLE.tar.gz{target}   (then the desired line it prints)",
             f"  stop:     python -m localedge stop{target}",
             f"  logs:     {edge.logs_dir}/<module>.log (kept; python -m localedge clean removes old runs)",
         ]
@@ -242,6 +244,8 @@ def control(args: argparse.Namespace) -> int:
         elif args.verb == "restart-hub":
             message = {"command": "restart-hub", "kill": args.kill, "down_s": args.down}
             answer = request(message, timeout=args.down + 60, edge=args.edge)
+        elif args.verb == publish.COMMAND:
+            answer = request(publish.request_of(args), timeout=120, edge=args.edge)  # it unpacks and verifies the bundle
         else:
             message = {"command": "call", "module": args.module, "method": args.method, "payload": json.loads(args.payload)}
             answer = request({**message, "timeout": args.timeout}, timeout=args.timeout + 10, edge=args.edge)
@@ -265,6 +269,9 @@ def control(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.verb == "stop":
         print(f"stopping '{answer['stopping']}'")
+        return EXIT_OK
+    if args.verb == publish.COMMAND:
+        print(publish.show(answer))
         return EXIT_OK
     if args.verb == "restart-hub":
         print(f"edgeHub restarted: {', '.join(answer['restarted'])}")

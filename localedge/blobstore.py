@@ -10,7 +10,8 @@ What a device meets when it downloads a blob with a SAS URL, without Azure:
   byte changed: a wrong sha256), reset (a TCP reset mid-body), and 403 after expiry (a SAS made with a
   past or short expiry, `sas_url(..., expires_in=...)`).
 It runs its own event loop on a thread, so that a test (or the CLI) on any thread can use it. Its
-request log (`requests`) keeps blob names and ranges, never the SAS query.
+request log (`requests`) keeps blob names and ranges, never the SAS query. With a `directory` (the local
+edge's run dir), blobs are files there, read per request, rather than bytes held in memory.
 """
 
 from __future__ import annotations
@@ -61,10 +62,11 @@ def _time(at: datetime) -> str:
 
 
 class BlobStore:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, directory: Path | None = None) -> None:
         self.host, self.port = host, port
+        self.directory = directory
         self._key = secrets.token_bytes(32)  # the storage account key: signs and checks SAS tokens
-        self._blobs: dict[str, bytes] = {}
+        self._blobs: dict[str, bytes | Path] = {}
         self._faults: dict[str, Fault] = {}
         self.requests: list[Request] = []
         self._lock = threading.Lock()
@@ -75,10 +77,17 @@ class BlobStore:
     # --- the test's side ------------------------------------------------------------------------------
 
     def put(self, name: str, data: bytes | Path) -> str:
-        """Store a blob; its sha256."""
+        """Store a blob (a file under `directory` when there is one); its sha256."""
         body = data.read_bytes() if isinstance(data, Path) else data
+        stored: bytes | Path = body
+        if self.directory is not None:
+            stored = self.directory / CONTAINER / name
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            temp = stored.with_name(f".{name}.tmp")
+            temp.write_bytes(body)
+            temp.replace(stored)  # a request in flight reads the old file or the new one, whole
         with self._lock:
-            self._blobs[name] = body
+            self._blobs[name] = stored
         return hashlib.sha256(body).hexdigest()
 
     def fault(self, name: str, fault: Fault | None) -> None:
@@ -181,12 +190,13 @@ class BlobStore:
                 headers={"x-ms-error-code": "AuthenticationFailed"},
             )
         with self._lock:
-            body = self._blobs.get(blob) if container == CONTAINER else None
+            stored = self._blobs.get(blob) if container == CONTAINER else None
             fault = self._faults.get(blob)
             if fault is not None and fault.times is not None:
                 fault.times -= 1
                 if fault.times <= 0:
                     self._faults.pop(blob, None)
+        body = await asyncio.to_thread(stored.read_bytes) if isinstance(stored, Path) else stored
         if body is None:
             self._log(blob, range_header, 404)
             return web.Response(

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from app.settings import ENV_NAMES
 from localedge.agent import Backoff, Supervisor
+from localedge.blobstore import BlobStore
 from localedge.broker import Broker
 from localedge.broker_watch import BrokerWatch
 from localedge.certs import CertAuthority, shared_dir
@@ -37,6 +38,8 @@ from localedge.link import Link
 from localedge.modulecred import COMMAND as MODULECRED
 from localedge.modulecred import credentials
 from localedge.processes import REPO_ROOT, ModuleProcess, module_environment
+from localedge.publish import COMMAND as PUBLISH
+from localedge.publish import publish
 from localedge.twin import METHOD_RESPONSE, TWIN_GET, TWIN_REPORTED, Twin
 from localedge.upstream import UpstreamMessage, UpstreamRecorder
 from localedge.wire import outputs_filter
@@ -109,6 +112,7 @@ class LocalEdge:
         self.exit_codes: dict[str, int | None] = {}
         self.control: ControlServer | None = None
         self.workload: WorkloadAPI | None = None
+        self.blobs: BlobStore | None = None  # blob storage's stand-in: `publish` puts model bundles there
         self.ready_at: float | None = None
         self._logs: dict[str, IO[str]] = {}
         self._applied: dict[str, AppliedOptions] = {}
@@ -126,6 +130,7 @@ class LocalEdge:
             self.logs_dir = self.logs_dir or self.run_dir / "logs"
             self.logs_dir.mkdir(parents=True, exist_ok=True)
             self.ca = CertAuthority.create(self.run_dir / "ca")
+            self.blobs = BlobStore(directory=self.run_dir / "blobs").start()
             for name in self.specs:
                 directory = self.run_dir / "brokers" / name
                 self.brokers[name] = Broker(self.ca, directory, trace=self.trace_brokers, save_on_change=self.save_sessions)
@@ -275,6 +280,8 @@ class LocalEdge:
             broker.close()  # and its tmpfs store
         if self.workload is not None:
             self.workload.stop()
+        if self.blobs is not None:
+            self.blobs.stop()
         for file in self._logs.values():
             file.close()
         if self.run_dir is not None and not self.keep_run_dir:
@@ -469,6 +476,9 @@ class LocalEdge:
             return self.status()
         if command == MODULECRED:
             return credentials(request.get("module"), self.specs, self._environment, self.modules)
+        if command == PUBLISH and self.blobs is not None:
+            bundle, expiry_s, fault = Path(request["bundle"]), float(request.get("expiry_s", 3600.0)), request.get("fault")
+            return publish(self.blobs, bundle, expiry_s, fault, request.get("module") or INFERENCE)
         if command == "stop":
             self.stop_requested.set()  # the run's main thread stops everything
             return {"stopping": self.name}

@@ -1,7 +1,8 @@
 """The model store: a directory on a volume holding the model versions the twin asked for.
 
     MODEL_STORE/
-      state.json            which version is in use, the ones kept (oldest first), the bundle refused
+      state.json            which version is in use, the ones kept (oldest first), the bundle refused,
+                            the probation of the version in use while it runs (resumed after a restart)
       versions/<name>-v<version>-<sha12>/   an unpacked, verified model directory (never changed after)
       downloads/<sha256>.part               a download in progress: resumed after a restart
       staging/                              unpacking in progress (cleared at start)
@@ -43,6 +44,9 @@ class StoreState:
     active: str | None = None  # the version in use (a dir name)
     previous: str | None = None  # the one before it: what a rollback returns to
     refused: dict[str, str] = field(default_factory=dict)  # bundle sha256 -> why it was rolled back
+    # the probation of `active` while it runs: {"dir", "previous" (the model dir to swap back to), "source",
+    # "messages", "failures", "elapsedS"}; None once it passed or failed (app/rollout/agent.py)
+    probation: dict[str, Any] | None = None
 
 
 class ModelStore:
@@ -82,6 +86,7 @@ class ModelStore:
                 active=raw.get("active"),
                 previous=raw.get("previous"),
                 refused=dict(raw.get("refused", {})),
+                probation=raw.get("probation") if isinstance(raw.get("probation"), dict) else None,
             )
         except FileNotFoundError:
             return StoreState()
@@ -92,6 +97,8 @@ class ModelStore:
         state.versions = [v for v in state.versions if v.dir in known]
         state.active = state.active if state.active in known else None
         state.previous = state.previous if state.previous in known else None
+        if state.probation is not None and state.probation.get("dir") != state.active:
+            state.probation = None  # of a version no longer in use
         return state
 
     def _write(self) -> None:
@@ -133,12 +140,21 @@ class ModelStore:
         self._write()
         return entry
 
-    def activate(self, entry: Version, *, rollback: bool = False) -> None:
-        """Record `entry` as the version in use (a rollback keeps no `previous`: there is nothing to return to)."""
+    def activate(self, entry: Version, *, rollback: bool = False, probation: dict[str, Any] | None = None) -> None:
+        """Record `entry` as the version in use (a rollback keeps no `previous`: there is nothing to return to), with
+        its probation in the same write: a kill right after the swap still finds the probation to resume."""
         if self.state.active != entry.dir:
             self.state.previous = None if rollback else self.state.active
             self.state.active = entry.dir
+        self.state.probation = None if probation is None else {**probation, "dir": entry.dir}
         self._prune()
+        self._write()
+
+    def note_probation(self, probation: dict[str, Any] | None) -> None:
+        """The running probation's figures so far (None: it ended), for a restart to resume from."""
+        if probation is not None and self.state.active is not None:
+            probation = {**probation, "dir": self.state.active}
+        self.state.probation = probation
         self._write()
 
     def refuse(self, sha256: str, reason: str) -> None:

@@ -3,11 +3,15 @@
     desired model ──▶ downloading (resumable part file) ──▶ verifying (sha256, safe unpack, manifest,
     the hot swap's own checks) ──▶ active (probation) ──▶ stays, or rolled-back to the previous model
 
-Each state change goes to the reported property `model.rollout` at once; download progress at most
-every PROGRESS_EVERY_S (jittered, so that a fleet does not report in step). A failure leaves the
+Each state change (and download progress, at most every PROGRESS_EVERY_S) goes into the status's
+`model.rollout` and marks it changed; the reported properties' one path, app/edgehub/cadence.py, sends
+it within REPORT_JITTER_S and no more often, so a fleet told at once does not report at once (what
+changed in between goes out together: the twin may skip a state, never the last one). A failure leaves the
 running model in place (`failed` with the reason); the same desired document is not tried again until
 it changes (or the module restarts). A bundle that failed its probation is remembered by sha256 in the
-store and not tried again until the desired `model` names another bundle.
+store and not tried again until the desired `model` names another bundle. A probation is kept in the
+store's state (recorded with the swap, its figures every PROBATION_SAVE_S), so a module killed during
+it starts on the new version and resumes the probation, never keeping an unproven model by accident.
 
 The bundle's URL is a credential: only `ModelSpec.shown()` (no query) is logged or reported.
 """
@@ -34,6 +38,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = (2.0, 5.0)  # the next progress report comes after a random time in this range
 PROBATION_POLL_S = 0.25
+PROBATION_SAVE_S = 2.0  # the probation's figures go to the store's state this often: a kill loses at most this much
 UNPACK_FACTOR = 4  # a bundle may unpack to this many times MODEL_DOWNLOAD_MAX_BYTES
 
 
@@ -67,6 +72,7 @@ class RolloutAgent:
         self._job: asyncio.Task[None] | None = None
         self._next_progress = 0.0
         self._source: str | None = None  # the bundle's URL, redacted (scheme://host/path)
+        self._probing: str | None = None  # the sha256 of the bundle on probation
         self.downloads = 0  # bundles fetched by this process (a restart on a stored version fetches none)
 
     def startup_dir(self) -> str | None:
@@ -77,15 +83,41 @@ class RolloutAgent:
     def attach(self, controller: Controller) -> None:
         self._controller = controller
         controller.on_desired_model = self.want
-        active = self.store.active
-        if active is not None:
+        active, pending = self.store.active, self.store.state.probation
+        serving = active is not None and controller.pipeline.settings.model_dir == str(self.store.path_of(active))
+        if active is not None and pending is not None and serving:
+            self._resume_probation(active, pending)
+        elif active is not None:
             self._report("active", active.name, active.version)
+
+    def _resume_probation(self, entry: Version, pending: dict[str, Any]) -> None:
+        """The module stopped (a kill, a restart) while `entry` was on probation: go on with it from its figures."""
+        assert self._controller is not None
+        s = self.settings
+        probation = Probation.resume(
+            self._controller.pipeline.stats,
+            s.model_probation_messages,
+            s.model_probation_s,
+            s.model_probation_max_failure_rate,
+            time.monotonic(),
+            pending,
+        )
+        previous = str(pending.get("previous") or s.model_dir)  # the deployment's MODEL_DIR when none was recorded
+        self._source = pending.get("source")
+        self._probing = entry.sha256  # set now: the twin's desired `model` may come before the task first runs
+        figures = probation.figures()
+        log.info("rollout: %s v%s was on probation when the module stopped: resuming at %s", entry.name, entry.version, figures)
+        self._report("active", entry.name, entry.version, probation={"state": "on", **figures})  # as attach() always does
+        job = self._probation(entry, previous, probation)
+        self._job = asyncio.get_running_loop().create_task(job, name="probation")
 
     def want(self, spec: ModelSpec | None) -> None:
         """The desired `model` of a desired document that took effect (called on the loop, lock held: no waiting)."""
         if spec == self._wanted:
             return  # the same document (a settings patch): nothing new
         self._wanted = spec
+        if spec is not None and spec.sha256 == self._probing and self._job is not None and not self._job.done():
+            return  # the version in use, on a probation resumed after a restart: it goes on
         if self._job is not None:
             self._job.cancel()  # superseded; its part file stays for a later resume
         if spec is not None:
@@ -139,9 +171,17 @@ class RolloutAgent:
             await controller.reload_model(str(store.path_of(entry)))
         except ChangeRefused as exc:
             raise RolloutFailed(f"the model was refused: {exc}") from None
-        await asyncio.to_thread(store.activate, entry)
+        s = self.settings
+        probation = Probation.begin(
+            controller.pipeline.stats,
+            s.model_probation_messages,
+            s.model_probation_s,
+            s.model_probation_max_failure_rate,
+            time.monotonic(),
+        )
+        await asyncio.to_thread(store.activate, entry, probation=self._probation_record(probation, previous))
         log.info("rollout: %s v%s active (was %s)", spec.name, spec.version, previous)
-        await self._probation(spec, entry, previous)
+        await self._probation(entry, previous, probation)
 
     async def _download_and_unpack(self, spec: ModelSpec) -> Version:
         s, store = self.settings, self.store
@@ -180,42 +220,51 @@ class RolloutAgent:
         await asyncio.to_thread(store.drop_part, spec.sha256)
         return entry
 
-    async def _probation(self, spec: ModelSpec, entry: Version, previous: str) -> None:
-        s, controller = self.settings, self._controller
+    def _probation_record(self, probation: Probation, previous: str) -> dict[str, Any]:
+        """What the store keeps of a running probation (the source redacted, as everywhere)."""
+        figures = {"messages": probation.outcomes, "failures": probation.failures, "elapsedS": round(probation.elapsed_s, 3)}
+        return {"previous": previous, "source": self._source, **figures}
+
+    async def _probation(self, entry: Version, previous: str, probation: Probation) -> None:
+        s, controller, store = self.settings, self._controller, self.store
         assert controller is not None
-        stats = controller.pipeline.stats
-        probation = Probation.begin(
-            stats, s.model_probation_messages, s.model_probation_s, s.model_probation_max_failure_rate, time.monotonic()
-        )
-        self._report("active", spec.name, spec.version, probation={"state": "on", **probation.figures()})
+        stats, name, version = controller.pipeline.stats, entry.name, entry.version
+        self._probing = entry.sha256
+        self._report("active", name, version, probation={"state": "on", **probation.figures()})
+        saved_at = time.monotonic()
         while (verdict := probation.verdict(stats, time.monotonic())) is None:
+            if time.monotonic() - saved_at >= PROBATION_SAVE_S:
+                saved_at = time.monotonic()
+                await asyncio.to_thread(store.note_probation, self._probation_record(probation, previous))
             await asyncio.sleep(PROBATION_POLL_S)
         figures = probation.figures()
         if verdict == "passed":
-            log.info("rollout: %s v%s passed probation: %s", spec.name, spec.version, figures)
-            self._report("active", spec.name, spec.version, probation={"state": "passed", **figures})
+            await asyncio.to_thread(store.note_probation, None)
+            log.info("rollout: %s v%s passed probation: %s", name, version, figures)
+            self._report("active", name, version, probation={"state": "passed", **figures})
             return
         reason = (
             f"{figures['failures']} of {figures['messages']} outcomes failed ({figures['failureRate']:.1%}) in probation, "
             f"more than MODEL_PROBATION_MAX_FAILURE_RATE {s.model_probation_max_failure_rate:.1%}"
         )
-        log.error("rollout: %s v%s failed probation (%s); swapping back to %s", spec.name, spec.version, reason, previous)
+        log.error("rollout: %s v%s failed probation (%s); swapping back to %s", name, version, reason, previous)
         try:
             await controller.reload_model(previous)
         except ChangeRefused as exc:  # the previous model was verified minutes ago: say so loudly, keep serving
             log.error("rollout: swapping back to %s failed (%s); the new model keeps serving", previous, exc)
-            self._report("failed", spec.name, spec.version, reason=f"{reason}; swapping back failed: {exc}")
+            await asyncio.to_thread(store.note_probation, None)
+            self._report("failed", name, version, reason=f"{reason}; swapping back failed: {exc}")
             return
-        back = next((v for v in self.store.state.versions if str(self.store.path_of(v)) == previous), None)
+        back = next((v for v in store.state.versions if str(store.path_of(v)) == previous), None)
         await asyncio.to_thread(self._record_rollback, entry, back, reason)
-        self._report("rolled-back", spec.name, spec.version, reason=reason, probation={"state": "failed", **figures})
+        self._report("rolled-back", name, version, reason=reason, probation={"state": "failed", **figures})
 
     def _record_rollback(self, entry: Version, back: Version | None, reason: str) -> None:
         store = self.store
         if back is not None:
             store.activate(back, rollback=True)
         else:  # back to the deployment's own MODEL_DIR: the store has no version in use
-            store.state.active, store.state.previous = None, None
+            store.state.active, store.state.previous, store.state.probation = None, None, None
         store.refuse(entry.sha256, reason)
 
     # --- reporting --------------------------------------------------------------------------------

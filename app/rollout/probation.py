@@ -50,6 +50,18 @@ class Probation:
         outcomes, faults = _counts(stats)
         return cls(window_messages, window_s, max_rate, now, outcomes, faults)
 
+    @classmethod
+    def resume(
+        cls, stats: Stats, window_messages: int, window_s: float, max_rate: float, now: float, done: dict[str, Any]
+    ) -> Probation:
+        """Go on with a probation a restart interrupted: `done` holds its figures so far ("messages", "failures",
+        "elapsedS"; the time the module was down does not count: the model served nothing then)."""
+        outcomes, faults = _counts(stats)
+        messages, failures, elapsed = int(done.get("messages", 0)), int(done.get("failures", 0)), float(done.get("elapsedS", 0))
+        probation = cls(window_messages, window_s, max_rate, now - elapsed, outcomes - messages, faults - failures)
+        probation.outcomes, probation.failures, probation.elapsed_s = messages, failures, elapsed
+        return probation
+
     def verdict(self, stats: Stats, now: float) -> str | None:
         """ "failed", "passed", or None while the window is open. Updates the figures."""
         outcomes, faults = _counts(stats)

@@ -11,14 +11,25 @@ One edge serves every scenario, in order (each builds on the store the last one 
    the rolled-back bundle;
 then every sensor message has its outcome (QoS 1: a SIGKILL may repeat a few, as in test_faults), the
 models serve in one order with one switch point each, and no log, reported document, metric or error record holds the SAS token.
+
+And the README's walk-through by its own commands (subprocesses): `localedge run`, `app bundle`, `localedge
+publish` (once with a fault, once good), the desired line it prints, `localedge twin` until `active`, predictions
+on the new modelVersion from one message on, `localedge stop`.
 """
 
 from __future__ import annotations
 
 import collections
+import json
+import shlex
+import shutil
 import signal
 import socket
+import subprocess
+import sys
+import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +47,11 @@ from app.model.simulator import FEATURES, LABELS, training_data
 from localedge.blobstore import BlobStore, Fault
 from localedge.deployment import load_deployment
 from localedge.edge import LocalEdge
+from localedge.processes import REPO_ROOT
 from tests.conftest import DEFAULT_MODEL_DIR
 from tests.integration.conftest import mosquitto_or_skip
 from tests.integration.test_faults import QOS1_DUPLICATES_PER_FAULT
+from tests.integration.test_localedge import run_cli
 
 SENSOR, MODEL = "tempSensor", "inference"
 WAIT = 60.0
@@ -198,3 +211,98 @@ def test_rollout_faults_kill_rollback_restart_exactly_once_and_no_token_anywhere
         tokens = {url.split("?", 1)[1] for url in urls} | {url.split("sig=", 1)[1] for url in urls}
         leaks = {where: [t for t in tokens if t in text] for where, text in texts.items()}
         assert {where: found for where, found in leaks.items() if found} == {}
+
+
+# --- the README's walk-through, by its own commands ------------------------------------------------------------------
+
+POLL_S = 0.5  # how often a bounded wait asks the running edge again
+
+
+def _until(what: str, probe: Callable[[], Any], timeout: float = WAIT) -> Any:
+    """probe()'s first truthy answer, asked every POLL_S until `timeout`; fails the test with `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while (answer := probe()) is None or answer is False:
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f}s"
+        time.sleep(POLL_S)
+    return answer
+
+
+@pytest.fixture
+def edge_cli(state_dir: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """`python -m localedge run --json` under a steady sensor stream, its stdout in a file; stopped by PID (SIGTERM,
+    then SIGKILL), bounded, also when the test fails."""
+    mosquitto_or_skip()
+    out = tmp_path / "run.jsonl"
+    args = ["run", "--json", "--name", "walk", "--env", f"{SENSOR}:MessageCount=-1", "--env", f"{SENSOR}:MessageDelay=0.05"]
+    with open(out, "wb") as stdout, open(tmp_path / "run.err", "wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "localedge", *args], cwd=REPO_ROOT, stdout=stdout, stderr=stderr)
+    try:
+        _until("the edge's control socket", lambda: (state_dir / "edges" / "walk").exists() or proc.poll() is not None)
+        assert proc.poll() is None, (tmp_path / "run.err").read_text()[-3000:]
+        yield proc, out
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # it stops its own children
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def _predictions(out: Path) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    return [line["body"] for line in lines if not line.get("summary") and isinstance(line.get("body"), dict)]
+
+
+def _rollout_of_twin() -> dict[str, Any]:
+    done = run_cli("twin", MODEL)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["reported"].get("model", {}).get("rollout") or {}
+
+
+@pytest.mark.timeout(300)
+def test_the_readme_walk_through_by_its_commands(edge_cli: tuple[subprocess.Popen[bytes], Path], tmp_path: Path) -> None:
+    proc, out = edge_cli
+    v2 = tmp_path / "model-v2"
+    shutil.copytree(DEFAULT_MODEL_DIR, v2)
+    manifest = register(DEFAULT_MODEL_DIR / "model.pkl", v2, name=OLD, features=list(FEATURES), labels=list(LABELS))
+    assert manifest.version == 2
+    bundled = subprocess.run(
+        [sys.executable, "-m", "app", "bundle", str(v2), "--out", str(tmp_path / "v2.tar.gz"), "--json"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bundled.returncode == 0, bundled.stderr
+    info = json.loads(bundled.stdout)
+    _until("predictions of v1", lambda: len(_predictions(out)) >= 5)
+
+    def publish_and_want(*extra: str) -> dict[str, Any]:
+        published = run_cli("publish", str(tmp_path / "v2.tar.gz"), *extra)
+        assert published.returncode == 0, published.stderr
+        url_line, desired_line = published.stdout.strip().splitlines()
+        command = shlex.split(desired_line)
+        assert command[:5] == ["python", "-m", "localedge", "desired", MODEL] and url_line.startswith("url: http://127.0.0.1:")
+        model = json.loads(command[5])["model"]
+        assert (model["name"], model["version"], model["sha256"], model["size"]) == (OLD, 2, info["sha256"], info["size"])
+        assert model["url"] == url_line.removeprefix("url: ")
+        wanted = run_cli(*command[3:])  # the line as printed, run by this interpreter
+        assert wanted.returncode == 0, wanted.stderr
+        return model
+
+    # a SAS URL that expired: refused with the reason, v1 serves on
+    publish_and_want("--fault", "expired")
+    failed = _until("a failed rollout", lambda: (r := _rollout_of_twin()).get("state") == "failed" and r)
+    assert "HTTP 403" in failed["reason"] and failed["source"].endswith("/v2.tar.gz.expired")
+
+    # the good one: active, and every prediction from one message on is v2's
+    publish_and_want()
+    active = _until("an active rollout", lambda: (r := _rollout_of_twin()).get("state") == "active" and r)
+    assert (active["name"], active["version"], active["source"].endswith("/v2.tar.gz")) == (OLD, 2, True)
+    _until("predictions of v2", lambda: sum(p.get("modelVersion") == 2 for p in _predictions(out)) >= 5)
+
+    stopped = run_cli("stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert proc.wait(timeout=60) == 0
+    versions = [p["modelVersion"] for p in _predictions(out) if "modelVersion" in p]
+    switch = versions.index(2)
+    assert switch >= 5 and set(versions[:switch]) == {1} and set(versions[switch:]) == {2}, versions

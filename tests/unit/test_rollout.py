@@ -4,23 +4,30 @@ the model store, and URL redaction."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app.core.control import Controller, Health
+from app.core.pipeline import Pipeline
 from app.core.stats import Stats
 from app.http.download import DownloadFailed, download
 from app.model.bundle import BundleError, unpack_bundle, write_bundle
 from app.model.modeldir import ModelDirError
-from app.model.store import ModelStore
+from app.model.scorer import load_scorer
+from app.model.store import ModelStore, Version
+from app.rollout.agent import RolloutAgent
 from app.rollout.probation import Probation
 from app.settings import ConfigError, Settings, desired_model, settings_from_desired
 from edgekit.redact import REDACTED, redact_url, scrub
 from localedge.blobstore import BlobStore, Fault
-from tests.conftest import DEFAULT_MODEL_DIR
+from localedge.publish import publish
+from tests.conftest import DEFAULT_MODEL_DIR, ListSink
 
 SHA = "ab" * 32
 
@@ -185,6 +192,28 @@ async def test_a_blob_larger_than_declared_or_allowed_is_refused(blobs, bundle, 
     assert len(blobs.requests_for("m.tgz")) == 1
 
 
+@pytest.mark.parametrize(
+    ("fault", "why"),
+    [("expired", "HTTP 403"), ("corrupt", "sha256 mismatch"), ("truncated", "tries"), ("reset", "tries"), ("slow", "timed out")],
+)
+async def test_publish_serves_the_bundle_from_files_and_each_fault_from_a_blob_of_its_own(
+    bundle, tmp_path: Path, fault: str, why: str
+) -> None:
+    path, sha, size = bundle
+    with BlobStore(directory=tmp_path / "blobs") as store:
+        bad = await asyncio.to_thread(publish, store, path, 600.0, fault, "inference")
+        good = await asyncio.to_thread(publish, store, path, 600.0, None, "inference")
+        assert bad["blob"] == f"{path.name}.{fault}" and good["blob"] == path.name
+        assert (tmp_path / "blobs" / "models" / path.name).read_bytes() == path.read_bytes()  # a file of the run dir
+        model = good["desired"]["model"]
+        assert model == {"name": "temperature-anomaly", "version": 1, "url": good["url"], "sha256": sha, "size": size}
+        assert good["command"].startswith('python -m localedge desired inference \'{"model": ')
+        with pytest.raises(DownloadFailed, match=why):
+            await _fetch(bad["url"], tmp_path / "bad.part", sha, size, timeout_s=0.5, attempts=2)
+        await _fetch(good["url"], tmp_path / "good.part", sha, size)  # the good blob met none of it
+        assert (tmp_path / "good.part").read_bytes() == path.read_bytes()
+
+
 # --- the desired `model`, the store, probation, redaction --------------------------------------------------
 
 
@@ -258,3 +287,81 @@ def test_the_store_keeps_the_last_n_and_always_the_active_and_previous(tmp_path:
     again.refuse(entries[3].sha256, "bad")
     again.forget_refusals(except_sha256=entries[3].sha256)
     assert ModelStore(tmp_path / "store", keep=2).state.refused == {entries[3].sha256: "bad"}
+
+
+# --- probation across a restart ------------------------------------------------------------------------------
+
+
+def _store_on_probation(root: Path, done: dict[str, Any]) -> tuple[ModelStore, Version, Version]:
+    """A store whose version in use (`new`) was on probation, with `done` figures, when the module was killed."""
+    store = ModelStore(root, keep=3)
+    store.prepare()
+    entries = []
+    for i in (1, 2):
+        staged = store.staging_dir(f"{i:064d}")
+        shutil.copytree(DEFAULT_MODEL_DIR, staged, ignore=shutil.ignore_patterns(".register-*"))
+        entries.append(store.install(staged, "temperature-anomaly", i, f"{i:064d}"))
+    old, new = entries
+    store.activate(old)
+    record = {"previous": str(store.path_of(old)), "source": "http://127.0.0.1:1/models/m.tgz", **done}
+    store.activate(new, probation=record)
+    return store, old, new
+
+
+async def _restarted_module(root: Path) -> tuple[RolloutAgent, Controller]:
+    """The module after a restart: a new process's store, pipeline (counters at 0), controller and agent."""
+    settings = Settings(
+        model_dir=str(DEFAULT_MODEL_DIR), model_store=str(root), model_probation_messages=100, model_probation_s=300
+    )
+    agent = RolloutAgent(settings, download, (DownloadFailed,))
+    started_on = agent.startup_dir()
+    assert started_on is not None  # on the stored version in use, without a download
+    settings = settings.replace(model_dir=started_on)
+    pipeline = Pipeline(settings, load_scorer(started_on), ListSink())
+    controller = Controller(settings, pipeline, Health(ready=True, status="ready"), model_override=started_on)
+    agent.attach(controller)
+    return agent, controller
+
+
+@pytest.mark.timeout(30)
+async def test_a_probation_interrupted_by_a_kill_is_resumed_and_can_still_roll_back(tmp_path: Path) -> None:
+    store, old, new = _store_on_probation(tmp_path / "store", {"messages": 40, "failures": 4, "elapsedS": 10.0})
+    assert ModelStore(tmp_path / "store", keep=3).state.probation["dir"] == new.dir  # written with the swap
+
+    agent, controller = await _restarted_module(tmp_path / "store")
+    assert controller.pipeline.settings.model_dir == str(store.path_of(new))
+    assert controller.rollout is not None and controller.rollout["probation"]["state"] == "on"
+    assert controller.rollout["probation"]["messages"] == 40  # the figures from before the kill
+    stats = controller.pipeline.stats
+    stats.predictions, stats.errors, stats.errors_by_code = 8, 2, {"scoring_failed": 2}  # 6 of 50: > 5 of a window
+    assert agent._job is not None
+    await asyncio.wait_for(agent._job, 10)
+
+    rollout = controller.rollout
+    assert rollout["state"] == "rolled-back" and (rollout["name"], rollout["version"]) == ("temperature-anomaly", 2)
+    assert (rollout["probation"]["messages"], rollout["probation"]["failures"]) == (50, 6)
+    assert controller.pipeline.settings.model_dir == str(store.path_of(old))
+    after = ModelStore(tmp_path / "store", keep=3)
+    assert after.active == old and after.state.probation is None and new.sha256 in after.state.refused
+
+
+@pytest.mark.timeout(30)
+async def test_a_resumed_probation_that_passes_keeps_the_new_version_and_ends_in_the_store(tmp_path: Path) -> None:
+    store, _, new = _store_on_probation(tmp_path / "store", {"messages": 90, "failures": 1, "elapsedS": 100.0})
+    agent, controller = await _restarted_module(tmp_path / "store")
+    agent.want(desired_model({"model": {"name": new.name, "version": 2, "url": "http://127.0.0.1:1/m", "sha256": new.sha256}}))
+    controller.pipeline.stats.predictions = 10  # the desired document (a twin GET) did not restart the probation
+    assert agent._job is not None
+    await asyncio.wait_for(agent._job, 10)
+
+    assert controller.rollout is not None and controller.rollout["probation"]["state"] == "passed"
+    assert (controller.rollout["probation"]["messages"], controller.rollout["probation"]["failures"]) == (100, 1)
+    after = ModelStore(tmp_path / "store", keep=3)
+    assert after.active == new and after.state.probation is None
+    assert controller.pipeline.settings.model_dir == str(store.path_of(new))
+
+
+def test_a_probation_of_a_version_no_longer_in_use_is_dropped(tmp_path: Path) -> None:
+    store, old, _ = _store_on_probation(tmp_path / "store", {"messages": 1, "failures": 0, "elapsedS": 1.0})
+    store.activate(old, rollback=True)  # e.g. a rollback recorded before the kill
+    assert ModelStore(tmp_path / "store", keep=3).state.probation is None

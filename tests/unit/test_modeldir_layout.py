@@ -186,10 +186,14 @@ def test_same_files_keep_the_version_changes_bump_it_and_old_files_go(tmp_path: 
 
 
 def test_registering_over_an_old_style_model_removes_its_model_pkl(tmp_path: Path, model_copy: Path) -> None:
+    raw = json.loads((model_copy / MANIFEST_FILE).read_text())
+    del raw["files"]  # as manifests were written before `files`
+    (model_copy / MANIFEST_FILE).write_text(json.dumps(raw))
     source = tmp_path / "renamed.pkl"
     shutil.copy(model_copy / "model.pkl", source)
+    before = raw["version"]
     manifest = register(source, model_copy, "temperature-anomaly", FEATURES, labels=LABELS)
-    assert manifest.version == 2  # same bytes under another name: Azure ML scripts see a different model
+    assert manifest.version == before + 1  # same bytes under another name: Azure ML scripts see a different model
     assert sorted(p.name for p in model_copy.iterdir()) == [MANIFEST_FILE, "renamed.pkl"]
 
 
@@ -309,7 +313,8 @@ def test_each_file_is_read_once_and_big_files_stream(
 
 def test_an_old_manifest_without_files_still_loads_and_verifies(model_copy: Path) -> None:
     raw = json.loads((model_copy / MANIFEST_FILE).read_text())
-    assert "files" not in raw  # the committed manifest predates `files`
+    del raw["files"]  # as manifests were written before `files`
+    (model_copy / MANIFEST_FILE).write_text(json.dumps(raw))
     manifest = verify_model_dir(model_copy)
     assert manifest.files == {"model.pkl": raw["sha256"]} and manifest.verified
     with open(model_copy / "model.pkl", "ab") as f:

@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 ARGS ?= --rate 20 --messages 400 --bad-every 50
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# numpy 1.24.2 (Debian bookworm's, pinned so the arm32v7 image can load the same model.pkl) has
-# wheels for CPython 3.11 only: find a 3.11 interpreter, or say what to do.
+# The model stack is pinned to Debian trixie's versions, which the images take from Debian with its Python 3.13;
+# PyPI has no CPython 3.13 wheel of scikit-learn 1.4.2, so the dev venv takes the same versions as CPython 3.11
+# wheels (3.11 is also what Azure ML's reference server runs on): find a 3.11 interpreter, or say what to do.
 PYTHON311 ?= $(shell for p in python3.11 python3 python; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; \
 	then command -v $$p; break; fi; done)
@@ -17,7 +18,7 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements/model.txt requirements/runtime.txt requirements/dev.txt
 	@if [ -z "$(PYTHON311)" ]; then \
-	  echo "error: Python 3.11 is needed (the pinned numpy 1.24.2 has wheels for CPython 3.11 only) and none was found."; \
+	  echo "error: Python 3.11 is needed (the pinned scikit-learn 1.4.2, Debian trixie's, has no PyPI wheel for 3.13) and none was found."; \
 	  echo "  Debian/Ubuntu: sudo apt-get install python3.11 python3.11-venv"; \
 	  echo "  pyenv:         pyenv install 3.11 && pyenv shell 3.11"; \
 	  echo "  uv:            uv python install 3.11"; \

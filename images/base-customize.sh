@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# mmdebstrap customize hook for the LOCAL stand-in of debian:bookworm-slim (podman path only).
+# mmdebstrap customize hook for the LOCAL stand-in of debian:trixie-slim (podman path only).
 # $1 is the root of the new system. Makes it behave like the official image where our Dockerfiles
 # can tell the difference, and adds this machine's build plumbing (CA for pip), never in a Dockerfile.
 set -euo pipefail

@@ -20,12 +20,13 @@ if [ "${1:-}" = clean ]; then
   exit 0
 fi
 
-# The official image also lists bookworm-security. It is left out here by default because this
-# machine's Debian mirror serves a stale armhf bookworm-security index (size differs from InRelease),
-# which makes every `apt-get update` in the arm32v7 build fail; point releases carry those fixes
-# into bookworm. EDGE_BASE_SUITES="bookworm bookworm-updates bookworm-security" restores it.
+# The official image also lists trixie-security. It is left out here by default because this
+# machine's Debian mirror serves a stale armhf security index (size differs from InRelease; seen for
+# bookworm-security and trixie-security alike), which makes every `apt-get update` in the arm32v7 build fail;
+# point releases carry those fixes into trixie. EDGE_BASE_SUITES="trixie trixie-updates trixie-security" restores it.
+SUITE=trixie
 SOURCES=()
-for suite in ${EDGE_BASE_SUITES:-bookworm bookworm-updates}; do
+for suite in ${EDGE_BASE_SUITES:-$SUITE $SUITE-updates}; do
   case $suite in
     *-security) SOURCES+=("deb http://deb.debian.org/debian-security $suite main") ;;
     *) SOURCES+=("deb http://deb.debian.org/debian $suite main") ;;
@@ -59,9 +60,9 @@ base_changes() {
 make_base() {
   local base deb_arch import_arch changes id
   case $1 in
-    amd64) base=docker.io/library/debian:bookworm-slim deb_arch=amd64 import_arch=(--arch amd64) ;;
-    arm64v8) base=docker.io/arm64v8/debian:bookworm-slim deb_arch=arm64 import_arch=(--arch arm64) ;;
-    arm32v7) base=docker.io/arm32v7/debian:bookworm-slim deb_arch=armhf import_arch=(--arch arm --variant v7) ;;
+    amd64) base=docker.io/library/debian:$SUITE-slim deb_arch=amd64 import_arch=(--arch amd64) ;;
+    arm64v8) base=docker.io/arm64v8/debian:$SUITE-slim deb_arch=arm64 import_arch=(--arch arm64) ;;
+    arm32v7) base=docker.io/arm32v7/debian:$SUITE-slim deb_arch=armhf import_arch=(--arch arm --variant v7) ;;
   esac
   if podman image exists "$base"; then return 0; fi
   echo "== making local base $base (mmdebstrap, $deb_arch)"
@@ -76,7 +77,7 @@ make_base() {
       --dpkgopt='path-exclude=/usr/share/info/*' --dpkgopt='path-exclude=/usr/share/lintian/*' \
       --dpkgopt='path-exclude=/usr/share/locale/*' \
       --customize-hook="$ROOT/images/base-customize.sh \"\$1\"" \
-      bookworm - "${SOURCES[@]}" \
+      "$SUITE" - "${SOURCES[@]}" \
     | podman import --quiet "${import_arch[@]}" "${changes[@]}" -) || {
     if [ -n "${id:-}" ]; then podman rmi "$id" >/dev/null; fi
     echo "error: making the $deb_arch base failed" >&2

@@ -4,7 +4,7 @@
 
 with the repo's requirements/ mounted read-only at /tmp/requirements. Checks what the Dockerfiles promise about the
 final image: non-root, no pip or compilers or apt lists, the architecture, every locked package installed at its
-locked version and nothing else in the venv, the model stack where it belongs (Debian's on arm32v7), and the OCI
+locked version and nothing else in the venv, the model stack and ONNX Runtime from Debian's packages, and the OCI
 labels (the image's own, read by test.sh with `image inspect`, against the key=value pairs images/common.sh expects).
 Prints one line per check; exit 1 on any failure.
 """
@@ -31,7 +31,9 @@ MODEL_STACK = {
     "joblib": "joblib",
     "threadpoolctl": "threadpoolctl",
 }
-VENV = Path("/opt/venv/lib/python3.11/site-packages")
+# Debian trixie's Python; the venv sees its packages (--system-site-packages).
+VENV = Path(f"/opt/venv/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages")
+DEBIAN = "/usr/lib/python3/dist-packages/"
 REQUIREMENTS = Path("/tmp/requirements")
 
 
@@ -64,17 +66,34 @@ check(not tools, f"no pip or compiler executables ({' '.join(tools) or 'none fou
 lists = [f for _, _, files in os.walk("/var/lib/apt/lists") for f in files if f != "lock"]
 check(not lists, f"no apt lists ({len(lists)} files)")
 
-# The model stack: the pinned versions, from the venv (amd64, arm64v8) or Debian's packages (arm32v7: pip must not
-# have replaced them).
+check(sys.version_info[:2] == (3, 13), f"Debian trixie's Python 3.13 ({host.python_version()})")
+
+# The model stack: the pinned versions, from Debian's packages on every image (pip must not have replaced them).
 model = pins(REQUIREMENTS / "model.txt")
-expected_origin = "/usr/lib/python3/dist-packages/" if platform == "arm32v7" else "/opt/venv/"
 for name, module in MODEL_STACK.items():
     origin = importlib.util.find_spec(module).origin
     version = importlib.metadata.version(name)
-    check(origin.startswith(expected_origin) and version == model[name], f"{name} {version} from {origin}")
-if platform == "arm32v7":
-    venv = [d.name for d in VENV.iterdir() if canonical(d.name.split("-")[0]) in (*MODEL_STACK, "sklearn", "scikit-learn")]
-    check(not venv, f"no copy of the model stack in /opt/venv ({' '.join(venv) or 'none'})")
+    check(origin.startswith(DEBIAN) and version == model[name], f"{name} {version} from {origin}")
+venv = [d.name for d in VENV.iterdir() if canonical(d.name.split("-")[0]) in (*MODEL_STACK, "sklearn", "onnxruntime")]
+check(not venv, f"no copy of the model stack or ONNX Runtime in /opt/venv ({' '.join(venv) or 'none'})")
+# ONNX Runtime, Debian's too (python3-onnxruntime, armhf included): importable, with the CPU provider, at the
+# version the requirement files pin if they name it.
+import onnxruntime  # noqa: E402  (after the checks above: a failing import must not hide them)
+
+runtime_pins = {**pins(REQUIREMENTS / "runtime.txt"), **model}
+ort_version = onnxruntime.__version__  # Debian's says "1.21" for 1.21.0: compared without trailing zeros
+
+
+def release(version: str) -> str:
+    return re.sub(r"(\.0)+$", "", version)
+
+
+check(
+    onnxruntime.__file__.startswith(DEBIAN)
+    and "CPUExecutionProvider" in onnxruntime.get_available_providers()
+    and release(ort_version) == release(runtime_pins.get("onnxruntime", ort_version)),
+    f"onnxruntime {ort_version} from {onnxruntime.__file__} ({', '.join(onnxruntime.get_available_providers())})",
+)
 
 # The venv holds exactly the locks (runtime and script): the same bytes as every build of this commit.
 locked = {**pins(REQUIREMENTS / "lock" / f"runtime-{platform}.txt"), **pins(REQUIREMENTS / "lock" / f"script-{platform}.txt")}

@@ -1,17 +1,16 @@
-"""Can the arm32v7 image install requirements/script.txt? Run by images/build.sh before the arm32v7 build, or alone:
+"""Can the images install requirements/script.txt? Run by images/build.sh before the builds, or alone:
 
     .venv/bin/python images/check_script_deps.py [--requirements PATH] [--dockerfile PATH] [--amd64]
 
-Dockerfile.arm32v7 installs the scoring script's packages with --only-binary=:all: (the image has no compilers), and
-PyPI has no armv7 wheels for most compiled packages (pandas, psutil...). Without this check such a package fails
-the build only after many minutes under emulation. For each requirement, and for what each needs in turn (read
-from the wheel's metadata), pip is asked for a wheel for CPython 3.11 on linux armv7 (`pip download --no-deps
---only-binary=:all: --platform ...`; a pure-Python py3-none-any wheel counts). A package that Dockerfile.arm32v7
-installs from Debian (python3-<name> in the apt-get lines of both stages) needs none: the venv sees system
-packages, so pip takes Debian's as installed. The model stack (requirements/model.txt) is Debian's too.
+The three Dockerfiles install the scoring script's packages with --only-binary=:all: (the images have no compilers),
+and PyPI has no armv7 wheels for most compiled packages (pandas, psutil...), the scarcest platform. Without this check
+such a package fails the build only after many minutes under emulation. For each requirement, and for what each
+needs in turn (read from the wheel's metadata), pip is asked for a wheel for CPython 3.13 (Debian trixie's) on linux
+armv7 (`pip download --no-deps --only-binary=:all: --platform ...`; a pure-Python py3-none-any wheel counts). A
+package that the Dockerfiles install from Debian (python3-<name> in the apt-get lines of both stages) needs none: the
+venv sees system packages, so pip takes Debian's as installed. The model stack (requirements/model.txt) is Debian's too.
 
---amd64 also asks for manylinux x86_64 wheels; a miss there is only a note, as the amd64 build can build a
-pure-Python sdist (it has no compiler either).
+--amd64 also asks for manylinux x86_64 wheels (the amd64 image installs wheels only as well).
 
 Exit status: 0 all can be installed; 1 one or more cannot (each named, with the fix); 2 bad arguments or files;
 3 the check could not run (pip or `packaging` missing for this interpreter, or the package index unreachable).
@@ -53,12 +52,13 @@ except ImportError:
 ROOT = Path(__file__).resolve().parents[1]
 OK, FAILED, USAGE, COULD_NOT_CHECK = 0, 1, 2, 3
 
-PYTHON = ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"]
+PYTHON = ["--python-version", "3.13", "--implementation", "cp", "--abi", "cp313"]
 # pip matches --platform tags exactly (manylinux2014 also as manylinux_2_17), so every manylinux level up to
-# bookworm's glibc 2.36 is named; linux_* wheels come only from indexes other than PyPI.
-ARMV7_TAGS = ["linux_armv7l", "manylinux2014_armv7l", *(f"manylinux_2_{n}_armv7l" for n in range(17, 37))]
+# trixie's glibc 2.41 is named; linux_* wheels come only from indexes other than PyPI.
+GLIBC_MINOR = 41
+ARMV7_TAGS = ["linux_armv7l", "manylinux2014_armv7l", *(f"manylinux_2_{n}_armv7l" for n in range(17, GLIBC_MINOR + 1))]
 AMD64_TAGS = ["linux_x86_64", "manylinux1_x86_64", "manylinux2010_x86_64", "manylinux2014_x86_64",
-              *(f"manylinux_2_{n}_x86_64" for n in range(5, 37))]  # fmt: skip
+              *(f"manylinux_2_{n}_x86_64" for n in range(5, GLIBC_MINOR + 1))]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,6 @@ class Platform:
     label: str
     tags: list[str]
     machine: str
-    blocking: bool  # a miss fails the check (armv7), or is only a note (amd64)
 
     def pip_options(self) -> list[str]:
         return [*PYTHON, *(option for tag in self.tags for option in ("--platform", tag))]
@@ -77,25 +76,25 @@ class Platform:
 
 
 def image_markers(machine: str, extra: str = "") -> dict[str, str]:
-    """PEP 508 marker values of an image: Debian bookworm's CPython 3.11.2 on Linux on `machine` (lock.py too)."""
+    """PEP 508 marker values of an image: Debian trixie's CPython 3.13.5 on Linux on `machine` (lock.py too)."""
     return {
         "implementation_name": "cpython",
-        "implementation_version": "3.11.2",
+        "implementation_version": "3.13.5",
         "os_name": "posix",
         "platform_machine": machine,
         "platform_python_implementation": "CPython",
         "platform_release": "",
         "platform_system": "Linux",
         "platform_version": "",
-        "python_full_version": "3.11.2",
-        "python_version": "3.11",
+        "python_full_version": "3.13.5",
+        "python_version": "3.13",
         "sys_platform": "linux",
         "extra": extra,
     }
 
 
-ARMV7 = Platform("armv7", "CPython 3.11 on linux armv7", ARMV7_TAGS, "armv7l", blocking=True)
-AMD64 = Platform("amd64", "CPython 3.11 on manylinux x86_64", AMD64_TAGS, "x86_64", blocking=False)
+ARMV7 = Platform("armv7", "CPython 3.13 on linux armv7", ARMV7_TAGS, "armv7l")
+AMD64 = Platform("amd64", "CPython 3.13 on manylinux x86_64", AMD64_TAGS, "x86_64")
 
 # A pure-Python runtime requirement of the module: every index the image build can use has it, so failing to get
 # it means the index cannot be reached, not that a package lacks a wheel.
@@ -113,16 +112,17 @@ DEBIAN_NAMES = {
     "scikit-image": "python3-skimage",
     "pywavelets": "python3-pywt",
 }
-# Debian bookworm's version of packages scoring scripts often need that PyPI has no armv7 wheel for, or that come
-# with those (from apt-cache policy on bookworm, binNMU suffixes left out; check armhf has it before relying on it).
-BOOKWORM = {
-    "pandas": "1.5.3+dfsg-2", "psutil": "5.9.4-1", "matplotlib": "3.6.3-1", "pillow": "9.4.0-1.1+deb12u1",
-    "lxml": "4.9.2-1+deb12u1", "statsmodels": "0.13.5+dfsg-7", "h5py": "3.7.0-8", "scikit-image": "0.19.3-8",
-    "numexpr": "2.8.4-1", "bottleneck": "1.3.5+ds1-2", "pyzmq": "24.0.1-4", "shapely": "1.8.5-2", "ujson": "5.7.0-1",
-    "cffi": "1.15.1-5", "cryptography": "38.0.4-3+deb12u1", "wrapt": "1.14.1-2", "python-dateutil": "2.8.2-2",
-    "pytz": "2022.7.1-4", "pyyaml": "6.0-3", "markupsafe": "2.1.2-1", "msgpack": "1.0.3-2", "simplejson": "3.18.3-1",
-    "psycopg2": "2.9.5-1", "grpcio": "1.51.1-3", "protobuf": "3.21.12-3+deb12u1", "tables": "3.7.0-5",
-    "patsy": "0.5.3-1", "sympy": "1.11.1-1", "xgboost": "1.7.4-1",
+# Debian trixie's version of packages scoring scripts often need that PyPI has no armv7 wheel for, or that come
+# with those (from apt-cache policy against trixie's index, binNMU suffixes left out; armhf has each of them).
+TRIXIE = {
+    "pandas": "2.2.3+dfsg-9", "psutil": "7.0.0-2", "matplotlib": "3.10.1+dfsg1-4", "pillow": "11.1.0-5+deb13u4",
+    "lxml": "5.4.0-1", "statsmodels": "0.14.4+dfsg-1", "h5py": "3.13.0-1", "scikit-image": "0.25.2-2",
+    "numexpr": "2.10.2-1", "bottleneck": "1.4.2+ds1-2", "pyzmq": "26.4.0-1", "shapely": "2.1.0-1", "ujson": "5.10.0-1",
+    "cffi": "1.17.1-3", "cryptography": "43.0.0-3+deb13u1", "wrapt": "1.15.0-4", "python-dateutil": "2.9.0-4",
+    "pytz": "2025.2-3", "pyyaml": "6.0.2-1", "markupsafe": "2.1.5-1", "msgpack": "1.0.3-3", "simplejson": "3.20.1-1",
+    "psycopg2": "2.9.10-1", "grpcio": "1.51.1-6", "protobuf": "3.21.12-11+deb13u1", "tables": "3.10.2-2",
+    "patsy": "1.0.1-1", "sympy": "1.13.3-5", "xgboost": "3.0.0-1", "coloredlogs": "15.0.1-1",
+    "flatbuffers": "23.5.26+dfsg-4", "packaging": "25.0-1",
 }  # fmt: skip
 
 
@@ -139,30 +139,30 @@ def upstream(debian_version: str) -> str:
 
 
 def fix_for(name: str) -> str:
-    """What to do about a package the arm32v7 image cannot get a wheel for."""
+    """What to do about a package the images cannot get a wheel for."""
     package = debian_package(name)
-    known = BOOKWORM.get(canonicalize_name(name))
+    known = TRIXIE.get(canonicalize_name(name))
     if known:
         pin = known.rsplit("-", 1)[0]
         version = upstream(known)
         return (
-            f"add Debian bookworm's {package} ({version}) to both apt-get install lines of Dockerfile.arm32v7, "
+            f"add Debian trixie's {package} ({version}) to both apt-get install lines of the three Dockerfiles, "
             f"as {package}='{pin}-*', and pin {canonicalize_name(name)}=={version} in requirements/script.txt so "
-            f"that amd64 installs the same version; or drop {name} if score.py does not need it"
+            f"that the dev virtualenv installs the same version; or drop {name} if score.py does not need it"
         )
     return (
-        f"add Debian bookworm's {package}, if there is one (`apt-cache policy {package}` on bookworm shows its "
-        f"version), to both apt-get install lines of Dockerfile.arm32v7 and pin that version in "
+        f"add Debian trixie's {package}, if there is one (`apt-cache policy {package}` against trixie shows its "
+        f"version), to both apt-get install lines of the three Dockerfiles and pin that version in "
         f"requirements/script.txt; or drop {name} if score.py does not need it"
     )
 
 
 @dataclass
 class Debian:
-    """A python3-* package Dockerfile.arm32v7 installs with apt."""
+    """A python3-* package the Dockerfiles install with apt."""
 
     package: str
-    version: str | None  # upstream version when the Dockerfile pins it, else bookworm's if known
+    version: str | None  # upstream version when the Dockerfile pins it, else trixie's if known
     stages: set[int] = field(default_factory=set)
 
 
@@ -182,7 +182,7 @@ def debian_packages(dockerfile: Path, stages: int | None = None) -> dict[str, De
                 continue
             deb, pin = match.group(1), match.group(2)
             pypi = inverse.get(deb, canonicalize_name(deb.removeprefix("python3-")))
-            version = upstream(pin) if pin else (upstream(BOOKWORM[pypi]) if pypi in BOOKWORM else None)
+            version = upstream(pin) if pin else (upstream(TRIXIE[pypi]) if pypi in TRIXIE else None)
             found.setdefault(pypi, Debian(deb, version)).stages.add(stage)
     return found
 
@@ -270,7 +270,7 @@ class Checker:
     def __init__(self, platform: Platform, pins: dict[str, str], debian: dict[str, Debian], workdir: Path) -> None:
         self.platform = platform
         self.pins = pins
-        self.debian = debian if platform is ARMV7 else {}  # the amd64 image takes everything from PyPI
+        self.debian = debian  # the three Dockerfiles install the same Debian packages
         self.workdir = workdir
         self.results: list[Result] = []
         self._queue: deque[tuple[Requirement, str]] = deque()
@@ -328,15 +328,8 @@ class Checker:
         self._probe()
         wheel, error = pip_download(text, self.platform, self.workdir / str(len(self._seen)))
         if wheel is None:
-            if self.platform.blocking:
-                detail = f"no wheel for {self.platform.label} ({error}). Fix: {fix_for(requirement.name)}"
-                self.results.append(Result("missing", text, detail, needed_by, key))
-            else:
-                detail = (
-                    f"no wheel for {self.platform.label}: the amd64 build would build the sdist, which works only "
-                    "if it is pure Python (the image has no compiler)"
-                )
-                self.results.append(Result("note", text, detail, needed_by, key))
+            detail = f"no wheel for {self.platform.label} ({error}). Fix: {fix_for(requirement.name)}"
+            self.results.append(Result("missing", text, detail, needed_by, key))
             return
         kind = "pure Python" if wheel.name.endswith("-none-any.whl") else self.platform.name
         self.results.append(Result("ok", text, f"{wheel.name} ({kind})", needed_by, key))
@@ -363,13 +356,13 @@ class Checker:
             return Result(
                 "error",
                 text,
-                f"Dockerfile.arm32v7 installs {deb.package} in one stage only: it must be in both apt-get install "
+                f"the Dockerfiles install {deb.package} in one stage only: it must be in both apt-get install "
                 "lines (the build stage, for pip to see it installed; the final one, to have it at run time)",
                 needed_by,
                 key,
             )
         if deb.version is None:
-            detail = f"Debian's {deb.package} (Dockerfile.arm32v7; version not pinned there)"
+            detail = f"Debian's {deb.package} (the Dockerfiles; version not pinned there)"
             return Result("debian", text, detail, needed_by, key)
         try:
             fits = requirement.specifier.contains(Version(deb.version), prereleases=True)
@@ -379,15 +372,15 @@ class Checker:
             return Result(
                 "error",
                 text,
-                f"Dockerfile.arm32v7 installs Debian's {deb.package} {deb.version}, which this does not allow: "
+                f"the Dockerfiles install Debian's {deb.package} {deb.version}, which this does not allow: "
                 f"pin {key}=={deb.version} in requirements/script.txt (or drop it)",
                 needed_by,
                 key,
             )
-        detail = f"Debian's {deb.package} {deb.version} (Dockerfile.arm32v7)"
+        detail = f"Debian's {deb.package} {deb.version} (the Dockerfiles)"
         if not needed_by and str(requirement.specifier) != f"=={deb.version}":
-            # amd64 takes it from PyPI: without the pin, the two images would run different versions.
-            detail += f"; pin {key}=={deb.version} in requirements/script.txt so that amd64 installs the same"
+            # The dev virtualenv takes it from PyPI: without the pin, it and the images would run different versions.
+            detail += f"; pin {key}=={deb.version} in requirements/script.txt so that the dev virtualenv installs the same"
         return Result("debian", text, detail, needed_by, key)
 
 

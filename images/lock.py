@@ -5,8 +5,8 @@
 
 Writes, under requirements/lock/:
   runtime-<platform>.txt  everything requirements/runtime.txt (with model.txt) brings, transitive dependencies
-                          included, pinned to one file each: `name==version --hash=sha256:...`. On arm32v7 the model
-                          stack, and any python3-* package Dockerfile.arm32v7 installs with apt, is Debian's: left out.
+                          included, pinned to one file each: `name==version --hash=sha256:...`. The model stack (and
+                          ONNX Runtime), and any python3-* package the Dockerfile installs with apt, is Debian's: left out.
   script-<platform>.txt   what requirements/script.txt adds on top of that runtime lock (which it may not change).
   build.txt               what pip needs to build the sdists among them (pure-Python ones only, such as paho-mqtt
                           1.6.1): installed first, so that the images build those with --no-build-isolation from
@@ -17,11 +17,11 @@ Like pip-compile, a new run keeps the previous lock's versions where they still 
 requirement files changed (so an unchanged input gives an unchanged lock); --upgrade takes the newest that fit.
 
 How: pip resolves for the target platform (`pip install --dry-run --report --only-binary=:all: --platform ...
---python-version 3.11`) against an empty environment that holds only stand-ins for what the image already has
-(Debian's packages on arm32v7; the runtime lock, for the script lock); every chosen file is then downloaded
+--python-version 3.13`) against an empty environment that holds only stand-ins for what the image already has
+(Debian's packages; the runtime lock, for the script lock); every chosen file is then downloaded
 (`pip download --no-deps --require-hashes` with the new lock, so pip checks it) and its sha256 computed here and
 compared with the index's. pip evaluates environment markers as on this machine; the closure is therefore walked
-again here with the target's markers (Debian bookworm's CPython 3.11.2 on that architecture): a package pip left out
+again here with the target's markers (Debian trixie's CPython 3.13.5 on that architecture): a package pip left out
 that the target needs is an error, one only this machine needs is dropped. An sdist-only requirement is built into a
 wheel here, must come out pure Python (the images have no compiler), and is locked as the sdist.
 
@@ -49,6 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_script_deps import (  # a script beside this one, not a package
+    GLIBC_MINOR,
     PYTHON,
     InvalidRequirement,
     Requirement,
@@ -73,8 +74,8 @@ DEFAULT_INDEX = "https://pypi.org/simple"
 
 
 def _manylinux(arch: str, oldest: int, legacy: list[str]) -> list[str]:
-    """Tags pip on bookworm (glibc 2.36) accepts, most preferred first, as `--platform` options take them."""
-    return [*(f"manylinux_2_{n}_{arch}" for n in range(36, oldest - 1, -1)), *legacy, f"linux_{arch}"]
+    """Tags pip on trixie (glibc 2.41) accepts, most preferred first, as `--platform` options take them."""
+    return [*(f"manylinux_2_{n}_{arch}" for n in range(GLIBC_MINOR, oldest - 1, -1)), *legacy, f"linux_{arch}"]
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,6 @@ class Platform:
     machine: str
     tags: list[str]
     dockerfile: str
-    debian_model_stack: bool  # the model stack (and other python3-* apt packages) comes from Debian
 
     def pip_options(self) -> list[str]:
         return [*PYTHON, *(option for tag in self.tags for option in ("--platform", tag))]
@@ -97,15 +97,15 @@ PLATFORMS = {
     "amd64": Platform(
         "amd64", "linux/amd64", "x86_64",
         _manylinux("x86_64", 5, ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]),
-        "Dockerfile", debian_model_stack=False,
+        "Dockerfile",
     ),
     "arm64v8": Platform(
         "arm64v8", "linux/arm64", "aarch64", _manylinux("aarch64", 17, ["manylinux2014_aarch64"]),
-        "Dockerfile.arm64v8", debian_model_stack=False,
+        "Dockerfile.arm64v8",
     ),
     "arm32v7": Platform(
         "arm32v7", "linux/arm/v7", "armv7l", _manylinux("armv7l", 17, ["manylinux2014_armv7l"]),
-        "Dockerfile.arm32v7", debian_model_stack=True,
+        "Dockerfile.arm32v7",
     ),
 }  # fmt: skip
 
@@ -193,15 +193,14 @@ def requirement_file_lines(path: Path, seen: set[Path] | None = None) -> list[st
 
 
 def debian_provided(platform: Platform) -> dict[str, str]:
-    """Canonical name -> version of the Python packages the image has from apt before pip runs."""
-    if not platform.debian_model_stack:
-        return {}
+    """Canonical name -> version of the Python packages the image has from apt before pip runs (all three images
+    take the model stack from Debian)."""
     provided = dict(model_pins(REQUIREMENTS / "model.txt"))
     for name, deb in debian_packages(ROOT / platform.dockerfile).items():
         if deb.version is None:
             raise LockError(
                 f"{platform.dockerfile} installs {deb.package} from apt without a version images/lock.py can know: "
-                f"pin it there (python3-x='1.2.3-*') or add it to BOOKWORM in images/check_script_deps.py"
+                f"pin it there (python3-x='1.2.3-*') or add it to TRIXIE in images/check_script_deps.py"
             )
         provided.setdefault(name, deb.version)
     return dict(sorted(provided.items()))
@@ -328,7 +327,7 @@ def resolve(
         missing = re.search(r"No matching distribution found for (\S+)", done.stderr)
         if not missing or not allow_sdists:
             hint = ""
-            if missing and platform.debian_model_stack:
+            if missing:
                 hint = " (images/check_script_deps.py says what to do for a package without an armv7 wheel)"
             raise LockError(f"pip could not resolve {label} for {platform.oci}{hint}:\n{_tail(done.stderr)}")
         sdist, wheel = build_pure_wheel(missing.group(1), index, work)
@@ -486,9 +485,9 @@ def lock_platform(platform: Platform, index: str, work: Path, log: list[str], up
     locked = {p.name: p.version for p in runtime.pins}
     # The script's packages may add to the runtime but not change it: the runtime lock is installed and pinned.
     constraints = {**model_pins(REQUIREMENTS / "model.txt"), **locked}
-    # Wheels only on arm32v7, as Dockerfile.arm32v7 installs them (and as images/check_script_deps.py checks).
+    # Wheels only where the Dockerfile installs them so (all three: --only-binary, as images/check_script_deps.py checks).
     script = resolve_keeping(platform, [REQUIREMENTS / "script.txt"], {**debian, **locked}, constraints,
-                             previous_pins(script_path, upgrade), index, work / "script", not platform.debian_model_stack,
+                             previous_pins(script_path, upgrade), index, work / "script", False,
                              "script")  # fmt: skip
     verify_downloads(platform, script.pins, script.sdists, index, work / "script")
     script_text = render(
@@ -577,7 +576,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return FAILED
     if sys.version_info[:2] != (3, 11):
-        print("error: run images/lock.py with CPython 3.11 (.venv/bin/python): pip evaluates markers with it", file=sys.stderr)
+        # The dev venv's interpreter: pip evaluates markers with it, the closure is walked again with the images' 3.13.
+        print("error: run images/lock.py with the dev virtualenv's CPython 3.11 (.venv/bin/python)", file=sys.stderr)
         return USAGE
     env_index = os.environ.get("PIP_INDEX_URL", "")
     index = args.index_url or (env_index if env_index.startswith(("http://", "https://")) else DEFAULT_INDEX)

@@ -6,6 +6,7 @@ The brokers, twins and module processes are in tests/integration/conftest.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from app.model.scorer import Scorer, load_scorer
 from app.settings import REPO_ROOT, Settings
 
 DEFAULT_MODEL_DIR = REPO_ROOT / "model"
+# `make model` bumps it: tests name the default model by what its manifest says.
+DEFAULT_MODEL_VERSION: int = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())["version"]
 
 
 @pytest.fixture(scope="session")

@@ -354,7 +354,7 @@ class _Converter:
         """One entry of the file (`entry`: as written there, for the notes): kept, merged or dropped."""
         key = MODEL_STACK_ALIASES.get(requirement.key, requirement.key)
         if key == "python":
-            self.note(f"dropped {entry}: the images run Debian bookworm's Python 3.11")
+            self.note(f"dropped {entry}: the images run Debian trixie's Python 3.13")
         elif key in INSTALLERS:
             self.note(f"dropped {entry}: an installer; the images' build has its own and removes it from the image")
         elif key in self.pins:

@@ -8,8 +8,8 @@ where it looks. Our own models are one file, `model.pkl`.
 The manifest is what Azure ML's Model.register kept in the cloud (name, version, tags, description),
 plus what the edge needs to load the model safely: the sha256 of every file (`files`), the main model
 file the built-in score.py loads (`file`, with its sha256 in `sha256`), and the versions of the
-libraries it was pickled with. Pickles do not cross scikit-learn or numpy major versions, so a
-mismatch is refused with the fix, never left to fail deep inside unpickling.
+libraries it was pickled with. Pickles do not cross scikit-learn minor versions, nor go from numpy 2 back to
+numpy 1, so such a mismatch is refused with the versions and the fix, never left to fail deep inside unpickling.
 
 A directory without model.json (an Azure ML model downloaded as is) can be used when the caller allows
 it (`verify_model_dir(..., require_manifest=False)`): its files are hashed as found, so the module can
@@ -61,10 +61,13 @@ MAX_TOTAL_BYTES = 8 << 30
 SHOWN_NAMES = 20
 # The libraries whose versions decide whether a pickle loads and predicts the same.
 TRACKED_LIBRARIES = ("numpy", "scipy", "scikit-learn", "joblib", "threadpoolctl")
+# The libraries a refusal names, the ones whose versions decide whether a pickle loads at all.
+DECISIVE_LIBRARIES = ("numpy", "scikit-learn")
 FIX = (
-    "Fix: retrain or re-register the model with this runtime's versions (`make model`, or "
-    "`python -m app register ...` in the project's virtualenv), or rebuild the image with the "
-    "versions in requirements/model.txt."
+    "Fix: retrain the model with this runtime's versions and register it: `python -m app register MODEL.pkl "
+    "--model-dir DIR --name NAME --features ...` in this project's virtualenv (requirements/model.txt); "
+    "`make model` retrains the default model. Registering the old pickle again does not help: the pickle itself "
+    "cannot be read here. A model newer than this image: rebuild the image with the versions in requirements/model.txt."
 )
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,256}")
@@ -400,9 +403,10 @@ def _consistency_problems(raw: dict[str, Any]) -> list[str]:
 def compare_libraries(trained: dict[str, str], running: dict[str, str]) -> tuple[list[str], list[str]]:
     """(errors, warnings) for differences between the versions a model was pickled with and ours.
 
-    Errors are the differences known to break loading or change predictions: numpy's major version
-    (numpy 2 pickles need numpy._core) and scikit-learn's major.minor (tree internals change).
-    Any other difference is a warning.
+    Errors are the differences known to break loading: scikit-learn's major.minor (a tree pickled with 1.2
+    fails in 1.4 with `node array from the pickle has an incompatible dtype`: estimators' internals change
+    between minor versions) and a numpy major version newer than ours (numpy 2 pickles need numpy._core).
+    Any other difference is a warning, an older numpy major too: numpy 2 reads numpy 1 pickles.
     """
     errors: list[str] = []
     warnings: list[str] = []
@@ -413,13 +417,12 @@ def compare_libraries(trained: dict[str, str], running: dict[str, str]) -> tuple
         if lib == "python" and want.split(".")[:2] == have.split(".")[:2]:
             continue  # a patch release changes no pickle (Debian's 3.11.2 in the images, a developer's 3.11.7)
         text = f"{lib} {want} (trained) vs {have} (here)"
-        if lib == "numpy":
-            breaks = want.split(".")[0] != have.split(".")[0]
-        elif lib == "scikit-learn":
-            breaks = want.split(".")[:2] != have.split(".")[:2]
+        if lib == "numpy" and _major(want) > _major(have):
+            errors.append(f"{text}: numpy {_major(want)} pickles need numpy {_major(want)} (numpy._core)")
+        elif lib == "scikit-learn" and want.split(".")[:2] != have.split(".")[:2]:
+            errors.append(f"{text}: scikit-learn does not read its pickles across minor versions")
         else:
-            breaks = False
-        (errors if breaks else warnings).append(text)
+            warnings.append(text)
     return errors, warnings
 
 
@@ -448,6 +451,32 @@ def engine_in_use(manifest: Manifest) -> tuple[str, str]:
     )
 
 
+def _major(version: str) -> int:
+    head = version.split(".", 1)[0]
+    return int(head) if head.isdigit() else -1
+
+
+def stack_text(versions: Mapping[str, str]) -> str:
+    """`numpy 2.2.4, scikit-learn 1.4.2`: the decisive libraries' versions in `versions` (those it names)."""
+    return ", ".join(f"{lib} {versions[lib]}" for lib in DECISIVE_LIBRARIES if lib in versions)
+
+
+def pickle_skew_hint(exc: BaseException | None) -> str:
+    """A sentence naming this runtime's versions and the fix when `exc` (or what caused it) is how a pickle made with
+    another model stack fails to load; "" for any other failure. For pickles no manifest describes (an Azure ML
+    model downloaded as is), where compare_libraries has nothing to compare and unpickling is the first to notice."""
+    seen = 0
+    while exc is not None and seen < 10:
+        text = str(exc)
+        if "incompatible dtype" in text or "numpy._core" in text or "Trying to unpickle estimator" in text:
+            return (
+                f" This is how a pickle made with other library versions fails: this runtime has "
+                f"{stack_text(library_versions())}. {FIX}"
+            )
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return ""
+
+
 def verify_model_dir(model_dir: Path | str, allow_version_mismatch: bool = False, *, require_manifest: bool = True) -> Manifest:
     """Check the manifest, every file's sha256 and the library versions; return the manifest (verified=True).
 
@@ -463,16 +492,17 @@ def verify_model_dir(model_dir: Path | str, allow_version_mismatch: bool = False
         manifest.verified = True
     else:
         manifest = manifest_from_dir(model_dir)
-    errors, warnings = compare_libraries(manifest.libraries, library_versions())
+    running = library_versions()
+    errors, warnings = compare_libraries(manifest.libraries, running)
     for text in warnings:
         log.warning("model %s v%s library version differs: %s", manifest.name, manifest.version, text)
     if errors:
         text = "; ".join(errors)
         if not allow_version_mismatch:
             raise ModelDirError(
-                f"model {manifest.name} v{manifest.version} was pickled with other library versions "
-                f"than this runtime has, which breaks loading: {text}. {FIX} "
-                "(ALLOW_VERSION_MISMATCH=true tries anyway.)"
+                f"model {manifest.name} v{manifest.version} cannot be loaded by this runtime: it was pickled with "
+                f"{stack_text(manifest.libraries)}, this runtime has {stack_text(running)} (requirements/model.txt); "
+                f"{text}. {FIX} (ALLOW_VERSION_MISMATCH=true tries anyway.)"
             )
         log.warning("loading despite library mismatch (ALLOW_VERSION_MISMATCH): %s", text)
     return manifest

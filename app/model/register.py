@@ -305,7 +305,9 @@ def _load(path: Path, source: Path) -> Any:
         return joblib.load(path)  # reads joblib files and plain pickles alike
     except Exception as exc:
         where = source if source.is_file() else f"{source}/{path.name}"
-        raise RegisterError(f"{where} cannot be loaded with joblib/pickle here: {type(exc).__name__}: {exc}") from None
+        raise RegisterError(
+            f"{where} cannot be loaded with joblib/pickle here: {type(exc).__name__}: {exc}.{modeldir.pickle_skew_hint(exc)}"
+        ) from None
 
 
 def _install(placed: dict[str, Path], model_dir: Path, stale: set[str]) -> None:

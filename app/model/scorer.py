@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 
 from app.model.azureml.entry import Answer, EntryScript, EntryScriptError
-from app.model.modeldir import Manifest, engine_in_use, verify_model_dir
+from app.model.modeldir import Manifest, engine_in_use, pickle_skew_hint, verify_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,9 @@ def load_scorer(
     try:
         entry = EntryScript.load(script_path, model_dir)
     except EntryScriptError as exc:
-        raise ScriptLoadError(str(exc)) from exc  # azmlinfsrv's own words, with the script's path or failing line
+        # azmlinfsrv's own words, with the script's path or failing line; plus the versions and the fix when it was the
+        # model's pickle that this model stack cannot read (a downloaded model has no manifest to check first).
+        raise ScriptLoadError(str(exc) + pickle_skew_hint(exc.__cause__)) from exc
     # Loading set AZUREML_MODEL_DIR for the script; keep it pointing at the verified directory.
     os.environ["AZUREML_MODEL_DIR"] = str(model_dir)
     ndarray_input = str(getattr(entry.module, "INPUT_FORMAT", "json")).lower() == "ndarray"

@@ -71,7 +71,7 @@ LEGACY_ALIASES: dict[str, tuple[str, str]] = {
         "joblib",
         "scikit-learn shipped joblib as sklearn.externals.joblib until 0.23 (removed 2020); the IoT Edge tutorial's "
         "iot_score.py (Azure/ai-toolkit-iot-edge, 2019) imports it, as every published copy of that script does. "
-        "With scikit-learn 1.2.1 the import fails and azmlinfsrv exits 3 before serving.",
+        "With scikit-learn 1.4.2 the import fails and azmlinfsrv exits 3 before serving.",
     ),
 }
 

@@ -56,9 +56,9 @@ SERVER_PINS = (
     "Flask==3.1.3",
     "Werkzeug==3.1.9",
     "gunicorn==27.0.1",
-    # The corpus imports pandas (PandasParameterType, the IoT Edge script). 2.0.3 (2023, wheels built against
-    # numpy 1.x, needs numpy>=1.23.2 on CPython 3.11) runs on the pinned numpy 1.24.2; requirements/dev.txt has it too.
-    "pandas==2.0.3",
+    # The corpus imports pandas (PandasParameterType, the IoT Edge script). 2.2.3: the first with CPython 3.11 wheels
+    # built against numpy 2, so it runs on the pinned numpy 2.2.4 (Debian trixie's too); requirements/dev.txt has it.
+    "pandas==2.2.3",
     # SDK v1's `from azureml.core.model import Model` (MLOpsPython, the IoT Edge tutorial); installs on 3.11 in ~40 s.
     "azureml-core==1.61.0.post4",
 )

@@ -23,19 +23,21 @@ from packaging.requirements import Requirement
 from app.settings import REPO_ROOT
 
 DOCKERFILES = {"amd64": "Dockerfile", "arm64v8": "Dockerfile.arm64v8", "arm32v7": "Dockerfile.arm32v7"}
-BASES = {"amd64": "debian:bookworm-slim", "arm64v8": "arm64v8/debian:bookworm-slim", "arm32v7": "arm32v7/debian:bookworm-slim"}
-# The images whose model stack comes from PyPI through the lock (arm32v7 takes Debian's).
-PIP_MODEL_STACK = ("amd64", "arm64v8")
+BASES = {"amd64": "debian:trixie-slim", "arm64v8": "arm64v8/debian:trixie-slim", "arm32v7": "arm32v7/debian:trixie-slim"}
 LOCKS = REPO_ROOT / "requirements" / "lock"
 OCI_LABELS = ("title", "description", "version", "source", "revision", "created", "licenses")
 # Debian's package for each library of the pinned model stack, and how its version starts.
 DEBIAN_PACKAGES = {
-    "numpy": ("python3-numpy", "1:{v}-"),
+    "numpy": ("python3-numpy", "1:{v}+ds-"),
     "scipy": ("python3-scipy", "{v}-"),
     "scikit-learn": ("python3-sklearn", "{v}+dfsg-"),
     "joblib": ("python3-joblib", "{v}-"),
     "threadpoolctl": ("python3-threadpoolctl", "{v}-"),
 }
+# ONNX Runtime from Debian in every image (python3-onnxruntime, armhf included; PyPI has no armv7 wheel).
+ONNXRUNTIME = "python3-onnxruntime='1.21.0+dfsg-*'"
+# Debian trixie's Python, as the images run it: the markers pip evaluates for them.
+IMAGE_MARKERS = {"extra": "", "python_version": "3.13", "python_full_version": "3.13.5"}
 # Pure-Python packages PyPI ships only as sdists; checked to hold no compiled sources.
 PURE_SDISTS = {"paho-mqtt"}
 
@@ -75,7 +77,7 @@ def test_hadolint_passes_on_every_dockerfile() -> None:
 
 
 @pytest.mark.parametrize("platform", DOCKERFILES)
-def test_every_stage_starts_from_debian_bookworm(platform: str) -> None:
+def test_every_stage_starts_from_debian_trixie(platform: str) -> None:
     parser = _parse(platform)
     froms = [ins["value"].split()[0] for ins in parser.structure if ins["instruction"] == "FROM"]
     assert froms and all(base == BASES[platform] for base in froms)
@@ -150,15 +152,10 @@ def test_each_lock_pins_the_requirement_files_versions(platform: str) -> None:
     runtime = _lock(f"runtime-{platform}.txt")
     for name in _runtime_roots():
         assert runtime[name.lower()][0] == _pinned_runtime()[name], name
-    stack = {name: runtime[name][0] for name in _model_pins() if name in runtime}
-    if platform in PIP_MODEL_STACK:
-        assert stack == _model_pins()
-        # Wheels for the platform: nothing of the model stack is built in the image.
-        machine = {"amd64": "x86_64", "arm64v8": "aarch64"}[platform]
-        for name in ("numpy", "scipy", "scikit-learn"):
-            assert runtime[name][2].endswith(f"{machine}.whl"), runtime[name]
-    else:
-        assert stack == {}, "the arm32v7 lock leaves Debian's model stack out"
+    stack = {name: runtime[name][0] for name in (*_model_pins(), "onnxruntime") if name in runtime}
+    assert stack == {}, "the lock leaves Debian's model stack and ONNX Runtime out"
+    compiled = [file for _, _, file in runtime.values() if file.endswith(".whl") and not file.endswith("-none-any.whl")]
+    assert compiled and all("-cp313-cp313-" in file for file in compiled), compiled  # Debian trixie's Python 3.13
     script = _lock(f"script-{platform}.txt")
     assert not set(script) & set(runtime), "the script lock only adds to the runtime's"
     build = _lock("build.txt")
@@ -177,9 +174,7 @@ def test_the_images_run_the_same_version_of_every_pip_package() -> None:
             for name, (version, _, _) in _lock(f"{kind}-{platform}.txt").items():
                 versions.setdefault(name, set()).add(version)
     assert {n: v for n, v in versions.items() if len(v) > 1} == {}
-    amd64 = _lock("runtime-amd64.txt")
-    arm32v7 = _lock("runtime-arm32v7.txt")
-    assert set(amd64) - set(arm32v7) == set(_model_pins())
+    assert set(_lock("runtime-amd64.txt")) == set(_lock("runtime-arm64v8.txt")) == set(_lock("runtime-arm32v7.txt"))
 
 
 @pytest.mark.parametrize("platform", DOCKERFILES)
@@ -226,26 +221,39 @@ def test_image_scripts_parse(script: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_arm32v7_image_pins_debians_model_stack_to_the_same_versions() -> None:
-    parser = _parse("arm32v7")
+@pytest.mark.parametrize("platform", DOCKERFILES)
+def test_each_image_pins_debians_model_stack_and_onnxruntime_to_the_same_versions(platform: str) -> None:
+    parser = _parse(platform)
     text = " ".join(ins["value"] for ins in parser.structure if ins["instruction"] == "RUN")
     pins = _model_pins()
     assert set(pins) == set(DEBIAN_PACKAGES)
     for library, version in pins.items():
         package, pattern = DEBIAN_PACKAGES[library]
         expected = f"{package}='{pattern.format(v=version)}*'"
-        assert text.count(expected) == 2, f"{expected} in both stages of Dockerfile.arm32v7"
+        assert text.count(expected) == 2, f"{expected} in both stages of {DOCKERFILES[platform]}"
+    assert text.count(ONNXRUNTIME) == 2, f"{ONNXRUNTIME} in both stages of {DOCKERFILES[platform]}"
     assert "--system-site-packages" in text
     # pip may not replace Debian's packages: the lock leaves them out, and hash-checking installs nothing else.
-    lock = (LOCKS / "runtime-arm32v7.txt").read_text()
+    lock = (LOCKS / f"runtime-{platform}.txt").read_text()
     assert all(f"{name} {version}" in lock for name, version in pins.items())  # named in the header as Debian's
-    assert parser.envs["YARL_NO_EXTENSIONS"] == "1"
+    assert parser.envs.get("YARL_NO_EXTENSIONS") == ("1" if platform == "arm32v7" else None)
+
+
+def test_the_three_dockerfiles_differ_only_in_their_base_and_platform() -> None:
+    """Alike, so that the same model.pkl loads and predicts the same on each (`make image-test` compares them)."""
+    texts = {}
+    for platform, name in DOCKERFILES.items():
+        text = (REPO_ROOT / name).read_text().replace(BASES[platform], "BASE").replace(f"-{platform}.txt", "-PLATFORM.txt")
+        lines = text.splitlines()
+        lines = [line for line in lines if "YARL" not in line and "yarl" not in line]
+        texts[platform] = lines[1:]  # the first line names the platform in words
+    assert texts["amd64"] == texts["arm64v8"] == texts["arm32v7"]
 
 
 def test_model_manifest_was_made_with_the_pinned_stack() -> None:
     libraries = json.loads((REPO_ROOT / "model" / "model.json").read_text())["libraries"]
     assert {k: libraries[k] for k in _model_pins()} == _model_pins()
-    assert libraries["python"].startswith("3.11.")
+    assert libraries["python"].startswith("3.11.")  # the dev venv's; the images run 3.13 (a warning only)
 
 
 def _runtime_roots() -> list[str]:
@@ -272,8 +280,8 @@ def _runtime_closure() -> dict[str, str]:
         found[key] = dist.version
         for line in dist.requires or []:
             requirement = Requirement(line)
-            # Markers as on the image: Python 3.11 on Linux, no extras.
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            # Markers as on the image: Python 3.13 on Linux, no extras.
+            if requirement.marker is None or requirement.marker.evaluate(IMAGE_MARKERS):
                 todo.append(requirement.name)
     return found
 
@@ -286,10 +294,10 @@ def test_runtime_requirements_match_what_the_images_install() -> None:
         assert f"{name}=={closure[name.lower()]}" in listed
 
 
-# What pip on bookworm (glibc 2.36) accepts on armv7, as images/lock.py locks for it.
-ARMV7_TAGS = [*(f"manylinux_2_{n}_armv7l" for n in range(36, 16, -1)), "manylinux2014_armv7l", "linux_armv7l"]
-ARMV7 = [*(o for tag in ARMV7_TAGS for o in ("--platform", tag)), "--python-version", "3.11", "--implementation", "cp",
-         "--abi", "cp311"]  # fmt: skip
+# What pip on trixie (glibc 2.41) accepts on armv7, as images/lock.py locks for it.
+ARMV7_TAGS = [*(f"manylinux_2_{n}_armv7l" for n in range(41, 16, -1)), "manylinux2014_armv7l", "linux_armv7l"]
+ARMV7 = [*(o for tag in ARMV7_TAGS for o in ("--platform", tag)), "--python-version", "3.13", "--implementation", "cp",
+         "--abi", "cp313"]  # fmt: skip
 
 
 def _pip_download(into: Path, requirements: list[str], *options: str) -> subprocess.CompletedProcess[str]:

@@ -26,6 +26,7 @@ from localedge.broker import Broker, take_session_backlog
 from localedge.processes import ModuleProcess, module_environment
 from localedge.twin import Twin
 from localedge.wire import EdgeClient, EdgeMessage, inputs_filter
+from tests.conftest import DEFAULT_MODEL_VERSION
 from tests.helpers import reading, row, unsettled_ids
 
 DEVICE, MODULE = "edge-test-device", "inference"
@@ -124,7 +125,7 @@ def test_readings_become_predictions_with_properties_carried(
             **expected[m.correlation_id],
             "timeCreated": readings[i]["timeCreated"],
             "model": "temperature-anomaly",
-            "modelVersion": 1,
+            "modelVersion": DEFAULT_MODEL_VERSION,
         }
     assert stopped_stats(module) == (n, n, 0, n, 0)
     assert_clean_log(module)

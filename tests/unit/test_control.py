@@ -22,8 +22,10 @@ from app.model.scorer import DEFAULT_SCRIPT, load_scorer
 from app.model.simulator import FEATURES
 from app.settings import LIVE, ConfigError, Settings, reported_settings, settings_from_desired
 from edgekit.twin_patch import merge_patch
-from tests.conftest import DEFAULT_MODEL_DIR, ListSink
+from tests.conftest import DEFAULT_MODEL_DIR, DEFAULT_MODEL_VERSION, ListSink
 from tests.helpers import body, reading, row
+
+WIDTH_REFUSAL = f"FEATURES: 2 paths given but model temperature-anomaly v{DEFAULT_MODEL_VERSION} takes 4"
 
 # P(anomaly) = 0.39 with the default model: "normal" by argmax, "anomaly" from a threshold of 0.3.
 BORDERLINE = reading(43.0, 5.0)
@@ -255,7 +257,7 @@ async def test_output_names_and_aggregation_change_live() -> None:
 
 async def test_features_that_do_not_fit_the_model_are_refused() -> None:
     async with Running(BASE) as r:
-        with pytest.raises(ChangeRefused, match="FEATURES: 2 paths given but model temperature-anomaly v1 takes 4"):
+        with pytest.raises(ChangeRefused, match=WIDTH_REFUSAL):
             await r.controller.apply_desired({"features": ["a", "b"]}, 2, patch=False)
         assert r.pipeline.settings.features == ()
 

@@ -53,7 +53,7 @@ def test_a_comment_does_not_make_a_lock_stale(repo: Path) -> None:
     ("path", "stale"),
     [
         ("runtime.txt", ["runtime-amd64.txt", "runtime-arm64v8.txt", "runtime-arm32v7.txt"]),
-        ("model.txt", ["runtime-amd64.txt", "runtime-arm32v7.txt"]),
+        ("model.txt", ["runtime-amd64.txt", "runtime-arm64v8.txt", "runtime-arm32v7.txt"]),
         ("script.txt", ["script-amd64.txt", "script-arm64v8.txt", "script-arm32v7.txt"]),
     ],
 )
@@ -62,7 +62,7 @@ def test_a_changed_requirement_makes_its_locks_stale(
 ) -> None:
     file = repo / "requirements" / path
     if path == "model.txt":
-        file.write_text(file.read_text().replace("joblib==1.2.0", "joblib==1.3.0"))
+        file.write_text(file.read_text().replace("joblib==1.4.2", "joblib==1.5.0"))
     else:
         file.write_text(file.read_text() + "\nrequests-toolbelt==1.0.0\n")
     assert lock.check() == lock.FAILED
@@ -83,12 +83,12 @@ def test_a_missing_lock_is_stale(repo: Path, capsys: pytest.CaptureFixture[str])
 def test_render_and_entries_of_round_trip() -> None:
     pins = [
         lock.Pin("paho-mqtt", "1.6.1", "paho-mqtt-1.6.1.tar.gz", "a" * 64, "", "azure-iot-device"),
-        lock.Pin("orjson", "3.11.5", "orjson-3.11.5-cp311-cp311-manylinux_2_17_aarch64.whl", "b" * 64, "", ""),
+        lock.Pin("orjson", "3.11.5", "orjson-3.11.5-cp313-cp313-manylinux_2_17_aarch64.whl", "b" * 64, "", ""),
     ]
     text = lock.render("title", "linux/arm64", "c" * 64, pins, ["a note"])
     assert lock.entries_of(text) == [
         ("paho-mqtt", "1.6.1", "paho-mqtt-1.6.1.tar.gz"),
-        ("orjson", "3.11.5", "orjson-3.11.5-cp311-cp311-manylinux_2_17_aarch64.whl"),
+        ("orjson", "3.11.5", "orjson-3.11.5-cp313-cp313-manylinux_2_17_aarch64.whl"),
     ]
     assert lock.header_digest(text) == "c" * 64
     assert "paho-mqtt==1.6.1 \\\n    --hash=sha256:" + "a" * 64 in text
@@ -120,22 +120,24 @@ def test_closure_follows_the_targets_markers_not_this_machines() -> None:
 
 def test_closure_leaves_out_what_the_image_already_has() -> None:
     items = [_item("pandas", ["numpy>=1.21", "python-dateutil"], True), _item("python-dateutil", [])]
-    pins = lock.closure(lock.PLATFORMS["arm32v7"], items, {"numpy": "1.24.2"}, {}, "script")
+    pins = lock.closure(lock.PLATFORMS["arm32v7"], items, {"numpy": "2.2.4"}, {}, "script")
     assert [(p.name, p.needed_by) for p in pins] == [("pandas", ""), ("python-dateutil", "pandas")]
 
 
-def test_arm32v7_lock_leaves_out_debians_packages_and_names_them(repo: Path) -> None:
-    provided = lock.debian_provided(lock.PLATFORMS["arm32v7"])
+@pytest.mark.parametrize("platform", ["amd64", "arm64v8", "arm32v7"])
+def test_every_lock_leaves_out_debians_packages_and_names_them(repo: Path, platform: str) -> None:
+    provided = lock.debian_provided(lock.PLATFORMS[platform])
     assert provided == {
-        "joblib": "1.2.0",
-        "numpy": "1.24.2",
-        "scikit-learn": "1.2.1",
-        "scipy": "1.10.1",
+        "joblib": "1.4.2",
+        "numpy": "2.2.4",
+        "onnxruntime": "1.21.0",
+        "scikit-learn": "1.4.2",
+        "scipy": "1.15.3",
         "threadpoolctl": "3.1.0",
     }
-    assert lock.debian_provided(lock.PLATFORMS["arm64v8"]) == {}
-    header = (repo / "requirements" / "lock" / "runtime-arm32v7.txt").read_text().split("\n\n")[0]
-    assert "Left out, from Debian's packages in Dockerfile.arm32v7: joblib 1.2.0, numpy 1.24.2" in header
+    header = (repo / "requirements" / "lock" / f"runtime-{platform}.txt").read_text().split("\n\n")[0]
+    dockerfile = lock.PLATFORMS[platform].dockerfile
+    assert f"Left out, from Debian's packages in {dockerfile}: joblib 1.4.2, numpy 2.2.4, onnxruntime 1.21.0" in header
 
 
 def test_pip_runs_without_this_machines_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,8 +149,9 @@ def test_pip_runs_without_this_machines_configuration(monkeypatch: pytest.Monkey
     assert env["PIP_CONFIG_FILE"] == "/dev/null" and env["PIP_CERT"] == "/etc/ssl/certs/ca-certificates.crt"
 
 
-def test_platform_tags_prefer_the_newest_manylinux_as_pip_on_bookworm_does() -> None:
+def test_platform_tags_prefer_the_newest_manylinux_as_pip_on_trixie_does() -> None:
     tags = lock.PLATFORMS["arm64v8"].tags
-    assert tags[0] == "manylinux_2_36_aarch64" and tags[-1] == "linux_aarch64"
+    assert tags[0] == "manylinux_2_41_aarch64" and tags[-1] == "linux_aarch64"
     assert "manylinux2014_aarch64" in tags and "manylinux_2_17_aarch64" in tags
     assert lock.PLATFORMS["arm32v7"].markers()["platform_machine"] == "armv7l"
+    assert lock.PLATFORMS["arm32v7"].markers()["python_version"] == "3.13"  # Debian trixie's Python

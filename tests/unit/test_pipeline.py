@@ -15,8 +15,10 @@ from app.core.pipeline import Pipeline
 from app.model.scorer import load_scorer
 from app.settings import ConfigError, Settings
 from edgekit.limits import MESSAGE_LIMIT_BYTES
-from tests.conftest import DEFAULT_MODEL_DIR, ListSink
+from tests.conftest import DEFAULT_MODEL_DIR, DEFAULT_MODEL_VERSION, ListSink
 from tests.helpers import body, reading, row
+
+WIDTH_REFUSAL = f"FEATURES: 2 paths given but model temperature-anomaly v{DEFAULT_MODEL_VERSION} takes 4"
 
 PROPS = {"sequenceNumber": "7", "batchId": "b1"}
 
@@ -193,7 +195,7 @@ async def test_partly_filled_aggregate_is_sent_after_the_delay(settings, scorer)
 
 
 async def test_features_setting_must_match_the_model_width(settings, scorer) -> None:
-    with pytest.raises(ConfigError, match="FEATURES: 2 paths given but model temperature-anomaly v1 takes 4"):
+    with pytest.raises(ConfigError, match=WIDTH_REFUSAL):
         Pipeline(settings.replace(features=("a", "b")), scorer, ListSink())
 
 

@@ -27,7 +27,7 @@ from app.settings import ConfigError, Settings, desired_model, settings_from_des
 from edgekit.redact import REDACTED, redact_url, scrub
 from localedge.blobstore import BlobStore, Fault
 from localedge.publish import publish
-from tests.conftest import DEFAULT_MODEL_DIR, ListSink
+from tests.conftest import DEFAULT_MODEL_DIR, DEFAULT_MODEL_VERSION, ListSink
 
 SHA = "ab" * 32
 
@@ -52,7 +52,7 @@ def test_a_bundle_round_trips_into_a_verified_model_directory(bundle, tmp_path: 
     again = write_bundle(DEFAULT_MODEL_DIR, tmp_path / "again.tar.gz")
     assert (again.sha256, again.size) == (sha, size)  # reproducible: the same model, the same sha256
     manifest = unpack_bundle(path, tmp_path / "out", max_bytes=10**8)
-    assert (manifest.name, manifest.version, manifest.verified) == ("temperature-anomaly", 1, True)
+    assert (manifest.name, manifest.version, manifest.verified) == ("temperature-anomaly", DEFAULT_MODEL_VERSION, True)
     assert (tmp_path / "out" / "model.pkl").read_bytes() == (DEFAULT_MODEL_DIR / "model.pkl").read_bytes()
 
 
@@ -206,7 +206,13 @@ async def test_publish_serves_the_bundle_from_files_and_each_fault_from_a_blob_o
         assert bad["blob"] == f"{path.name}.{fault}" and good["blob"] == path.name
         assert (tmp_path / "blobs" / "models" / path.name).read_bytes() == path.read_bytes()  # a file of the run dir
         model = good["desired"]["model"]
-        assert model == {"name": "temperature-anomaly", "version": 1, "url": good["url"], "sha256": sha, "size": size}
+        assert model == {
+            "name": "temperature-anomaly",
+            "version": DEFAULT_MODEL_VERSION,
+            "url": good["url"],
+            "sha256": sha,
+            "size": size,
+        }
         assert good["command"].startswith('python -m localedge desired inference \'{"model": ')
         with pytest.raises(DownloadFailed, match=why):
             await _fetch(bad["url"], tmp_path / "bad.part", sha, size, timeout_s=0.5, attempts=2)

@@ -138,7 +138,7 @@ def test_manifest_that_is_not_json_is_refused(model_copy: Path) -> None:
 
 @pytest.mark.parametrize(
     ("lib", "version"),
-    [("scikit-learn", "1.5.0"), ("numpy", "2.0.1")],
+    [("scikit-learn", "1.5.0"), ("scikit-learn", "1.2.1"), ("numpy", "3.0.0")],
 )
 def test_library_versions_that_break_pickles_are_refused_with_the_fix(model_copy: Path, lib: str, version: str) -> None:
     libraries = json.loads((model_copy / "model.json").read_text())["libraries"] | {lib: version}
@@ -160,23 +160,29 @@ def test_version_mismatch_can_be_overridden(model_copy: Path, caplog: pytest.Log
 
 
 def test_harmless_version_differences_only_warn(model_copy: Path, caplog: pytest.LogCaptureFixture) -> None:
-    libraries = json.loads((model_copy / "model.json").read_text())["libraries"] | {"scipy": "1.10.0", "scikit-learn": "1.2.2"}
+    older = {"scipy": "1.15.2", "scikit-learn": "1.4.0", "numpy": "1.26.4"}
+    libraries = json.loads((model_copy / "model.json").read_text())["libraries"] | older
     _edit_manifest(model_copy, libraries=libraries)
     with caplog.at_level(logging.WARNING):
         scorer = load_scorer(model_copy)
     assert len(scorer.score(ROWS)) == 3
-    assert "scipy 1.10.0 (trained) vs 1.10.1 (here)" in caplog.text
+    assert "scipy 1.15.2 (trained) vs 1.15.3 (here)" in caplog.text
+    assert "numpy 1.26.4 (trained) vs 2.2.4 (here)" in caplog.text  # numpy 2 reads numpy 1 pickles
 
 
 def test_compare_libraries_rules() -> None:
     errors, warnings = compare_libraries(
-        {"numpy": "1.26.4", "scikit-learn": "1.2.0", "joblib": "1.3.0"},
-        {"numpy": "1.24.2", "scikit-learn": "1.2.1", "joblib": "1.2.0"},
+        {"numpy": "1.26.4", "scikit-learn": "1.4.0", "joblib": "1.3.0"},
+        {"numpy": "2.2.4", "scikit-learn": "1.4.2", "joblib": "1.4.2"},
     )
     assert errors == []
     assert len(warnings) == 3
-    errors, _ = compare_libraries({"scikit-learn": "1.3.0"}, {"scikit-learn": "1.2.1"})
-    assert errors == ["scikit-learn 1.3.0 (trained) vs 1.2.1 (here)"]
+    errors, _ = compare_libraries({"scikit-learn": "1.2.1", "numpy": "2.3.1"}, {"scikit-learn": "1.4.2", "numpy": "1.24.2"})
+    assert errors == [
+        "scikit-learn 1.2.1 (trained) vs 1.4.2 (here): scikit-learn does not read its pickles across minor versions",
+        "numpy 2.3.1 (trained) vs 1.24.2 (here): numpy 2 pickles need numpy 2 (numpy._core)",
+    ]
+
 
 
 def test_a_python_patch_release_is_no_difference_but_a_minor_one_is() -> None:

@@ -42,13 +42,20 @@ def in_corpus(name: str) -> Path:
     return corpus.directory(slug) / file
 
 
-PINS = {"numpy": "1.24.2", "scipy": "1.10.1", "scikit-learn": "1.2.1", "joblib": "1.2.0", "threadpoolctl": "3.1.0"}
+PINS = {
+    "numpy": "2.2.4",
+    "scipy": "1.15.3",
+    "scikit-learn": "1.4.2",
+    "joblib": "1.4.2",
+    "threadpoolctl": "3.1.0",
+    "onnxruntime": "1.21.0",
+}
 SERVER = (
     "the module is the scoring server, with its own stand-in for what scoring scripts use of it "
     "(azureml.core.model.Model, azureml.contrib.services)"
 )
 INSTALLER = "an installer; the images' build has its own and removes it from the image"
-PYTHON = "the images run Debian bookworm's Python 3.11"
+PYTHON = "the images run Debian trixie's Python 3.13"
 
 
 def _stack(name: str, version: str) -> str:
@@ -67,9 +74,9 @@ EXAMPLES_ENV = (
     ["pandas", "inference-schema"],
     [
         f"dropped python=3.10: {PYTHON}",
-        _warning("scikit-learn=1.2.2", "scikit-learn", "1.2.2", "1.2.1"),
-        f"dropped numpy: {_stack('numpy', '1.24.2')}",
-        f"dropped joblib: {_stack('joblib', '1.2.0')}",
+        _warning("scikit-learn=1.2.2", "scikit-learn", "1.2.2", PINS["scikit-learn"]),
+        f"dropped numpy: {_stack('numpy', PINS['numpy'])}",
+        f"dropped joblib: {_stack('joblib', PINS['joblib'])}",
         f"dropped azureml-inference-server-http: {SERVER}",
     ],
 )
@@ -77,10 +84,10 @@ OPENAPI_ENV = (
     ["inference-schema"],
     [
         f"dropped python=3.10: {PYTHON}",
-        f"dropped numpy: {_stack('numpy', '1.24.2')}",
+        f"dropped numpy: {_stack('numpy', PINS['numpy'])}",
         f"dropped pip: {INSTALLER}",
-        f"dropped scikit-learn: {_stack('scikit-learn', '1.2.1')}",
-        f"dropped joblib: {_stack('joblib', '1.2.0')}",
+        f"dropped scikit-learn: {_stack('scikit-learn', PINS['scikit-learn'])}",
+        f"dropped joblib: {_stack('joblib', PINS['joblib'])}",
         f"dropped azureml-inference-server-http: {SERVER}",
     ],
 )
@@ -89,12 +96,12 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         ["inference-schema[numpy-support]"],
         [
             f"dropped python=3.12: {PYTHON}",
-            _warning("numpy=2.3.1", "numpy", "2.3.1", "1.24.2"),
+            _warning("numpy=2.3.1", "numpy", "2.3.1", PINS["numpy"]),
             f"dropped pip=25.1.1: {INSTALLER}",
-            _warning("scikit-learn=1.7.0", "scikit-learn", "1.7.0", "1.2.1"),
-            _warning("scipy=1.16.0", "scipy", "1.16.0", "1.10.1"),
+            _warning("scikit-learn=1.7.0", "scikit-learn", "1.7.0", PINS["scikit-learn"]),
+            _warning("scipy=1.16.0", "scipy", "1.16.0", PINS["scipy"]),
             f"dropped azureml-inference-server-http==1.4.1: {SERVER}",
-            f"dropped joblib: {_stack('joblib', '1.2.0')}",
+            f"dropped joblib: {_stack('joblib', PINS['joblib'])}",
         ],
     ),
     "examples_numpy/env.yml": EXAMPLES_ENV,
@@ -107,8 +114,8 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         [
             f"dropped python=3.6.2: {PYTHON}",
             f"dropped azureml-defaults==1.0.10: {SERVER}",
-            f"dropped scikit-learn: {_stack('scikit-learn', '1.2.1')}",
-            f"dropped numpy: {_stack('numpy', '1.24.2')}",
+            f"dropped scikit-learn: {_stack('scikit-learn', PINS['scikit-learn'])}",
+            f"dropped numpy: {_stack('numpy', PINS['numpy'])}",
         ],
     ),
     "mlops_diabetes/conda_dependencies.yml": (
@@ -118,7 +125,7 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
             f"dropped pip: {INSTALLER}",
             f"dropped azureml-sdk==1.27.*: {SERVER}",
             f"dropped azureml-defaults==1.27.*: {SERVER}",
-            f"dropped scikit-learn: {_stack('scikit-learn', '1.2.1')}",
+            f"dropped scikit-learn: {_stack('scikit-learn', PINS['scikit-learn'])}",
         ],
     ),
     "mlops_json_result/conda_dependencies.yml": (
@@ -126,10 +133,10 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         [
             f"dropped python=3.7.5: {PYTHON}",
             f"dropped azureml-sdk==1.0.72: {SERVER}",
-            _warning("scipy==1.3.1", "scipy", "1.3.1", "1.10.1"),
-            _warning("scikit-learn==0.21.3", "scikit-learn", "0.21.3", "1.2.1"),
-            _warning("numpy==1.17.3", "numpy", "1.17.3", "1.24.2"),
-            _warning("joblib==0.14.0", "joblib", "0.14.0", "1.2.0"),
+            _warning("scipy==1.3.1", "scipy", "1.3.1", PINS["scipy"]),
+            _warning("scikit-learn==0.21.3", "scikit-learn", "0.21.3", PINS["scikit-learn"]),
+            _warning("numpy==1.17.3", "numpy", "1.17.3", PINS["numpy"]),
+            _warning("joblib==0.14.0", "joblib", "0.14.0", PINS["joblib"]),
             "kept gunicorn==19.9.0: part of Azure ML's old server stack; remove it if score.py does not import it",
             "kept flask==1.1.1: part of Azure ML's old server stack; remove it if score.py does not import it",
         ],
@@ -243,11 +250,11 @@ def test_drops_warnings_renames_and_merges() -> None:
             "name": "x",
             "channels": ["conda-forge"],
             "dependencies": [
-                "python=3.11",
+                "python=3.13",
                 "setuptools",
                 "openssl",
-                "scikit-learn>=1.0",  # admits the pinned 1.2.1: no warning
-                "numpy=1.24",  # 1.24.*: admits 1.24.2
+                "scikit-learn>=1.0",  # admits the pinned 1.4.2: no warning
+                "numpy=2.2",  # 2.2.*: admits 2.2.4
                 "threadpoolctl<3",
                 "pytorch=1.13",
                 "pandas=1.5",
@@ -259,14 +266,14 @@ def test_drops_warnings_renames_and_merges() -> None:
     )
     assert [str(line) for line in conversion.lines] == ["torch==1.13.*", "pandas==1.5.*,>=1.0", "inference-schema"]
     assert conversion.notes == [
-        f"dropped python=3.11: {PYTHON}",
+        f"dropped python=3.13: {PYTHON}",
         f"dropped setuptools: {INSTALLER}",
         "dropped openssl: a conda system package, not a pip one (the images have Debian's libraries)",
-        f"dropped scikit-learn>=1.0: {_stack('scikit-learn', '1.2.1')}",
-        f"dropped numpy=1.24: {_stack('numpy', '1.24.2')}",
+        f"dropped scikit-learn>=1.0: {_stack('scikit-learn', PINS['scikit-learn'])}",
+        f"dropped numpy=2.2: {_stack('numpy', PINS['numpy'])}",
         _warning("threadpoolctl<3", "threadpoolctl", "<3", "3.1.0"),
         "pytorch=1.13: pytorch is conda's name, PyPI's is torch",
-        f"dropped sklearn: {_stack('scikit-learn', '1.2.1')}",
+        f"dropped sklearn: {_stack('scikit-learn', PINS['scikit-learn'])}",
         f"dropped azureml-core==1.48.0: {SERVER}",
         "dropped azureml-automl-runtime: an Azure ML SDK package, not needed to serve; if score.py imports it, "
         "add it to requirements/script.txt by hand",
@@ -279,14 +286,14 @@ def test_a_requirements_txt_keeps_what_pip_reads_as_it_is() -> None:
     text = """# the script's packages
 --extra-index-url https://example.invalid/simple
 azureml-defaults==1.48.0
-numpy==1.24.2   # the model stack, as pinned: dropped quietly
-scikit-learn>=1.3
+numpy==2.2.4   # the model stack, as pinned: dropped quietly
+scikit-learn>=1.5
 pandas>=1.5,<2 ; python_version >= "3.8"
 inference-schema[pandas-support]==1.8
 mylib @ https://example.invalid/mylib-1.0-py3-none-any.whl
 -r other.txt
 scipy \\
-  ==1.10.1
+  ==1.15.3
 """
     conversion = convert_requirements(text, PINS)
     assert [str(line) for line in conversion.lines] == [
@@ -303,10 +310,10 @@ scipy \\
     assert conversion.notes == [
         f"kept --extra-index-url https://example.invalid/simple {kept}",
         f"dropped azureml-defaults==1.48.0: {SERVER}",
-        f"dropped numpy==1.24.2: {_stack('numpy', '1.24.2')}",
-        _warning("scikit-learn>=1.3", "scikit-learn", ">=1.3", "1.2.1"),
+        f"dropped numpy==2.2.4: {_stack('numpy', PINS['numpy'])}",
+        _warning("scikit-learn>=1.5", "scikit-learn", ">=1.5", PINS["scikit-learn"]),
         f"kept -r other.txt {kept}",
-        f"dropped scipy ==1.10.1: {_stack('scipy', '1.10.1')}",
+        f"dropped scipy ==1.15.3: {_stack('scipy', PINS['scipy'])}",
     ]
 
 
@@ -413,7 +420,7 @@ def test_the_selftest_names_installed_versions_and_what_is_wrong(tmp_path: Path)
     path.write_text(
         "# comment\n"
         "--extra-index-url https://example.invalid/simple\n"
-        "pandas==2.0.3\n"
+        "pandas==2.2.3\n"
         "inference-schema[numpy-support]>=1.5,<2\n"
         "PyYAML~=6.0\n"
         "jsonschema<4\n"
@@ -423,7 +430,7 @@ def test_the_selftest_names_installed_versions_and_what_is_wrong(tmp_path: Path)
     )
     packages, problems = selftest.check_script_packages(path)
     assert packages == {
-        "pandas": "2.0.3",
+        "pandas": "2.2.3",
         "inference-schema": "1.8",
         "PyYAML": "6.0.3",
         "jsonschema": "4.26.0",
@@ -447,14 +454,14 @@ async def test_selftest_header_carries_script_packages(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "script.txt"
-    path.write_text("pandas==2.0.*\ninference-schema\n")
+    path.write_text("pandas==2.2.*\ninference-schema\n")
     _use_script_txt(monkeypatch, path)
     out = io.BytesIO()
     summary = await selftest.selftest(settings, out)
     lines = out.getvalue().splitlines()
     header = orjson.loads(lines[0])
     assert list(header) == ["model", "modelVersion", "sha256", "libraries", "scriptPackages"]
-    assert header["scriptPackages"] == {"pandas": "2.0.3", "inference-schema": "1.8"}
+    assert header["scriptPackages"] == {"pandas": "2.2.3", "inference-schema": "1.8"}
     assert summary["lines"] == len(selftest.READINGS) == len(lines) - 1
 
 
@@ -468,12 +475,12 @@ async def test_selftest_fails_before_scoring_on_a_missing_package(
     with pytest.raises(selftest.ScriptPackagesError) as caught:
         await selftest.selftest(settings, out)
     assert str(caught.value) == (
-        f"requirements/script.txt is not satisfied: pandas 2.0.3 is installed, {path} asks for pandas<2; "
+        f"requirements/script.txt is not satisfied: pandas 2.2.3 is installed, {path} asks for pandas<2; "
         f"no-such-package-here is not installed ({path}: no-such-package-here)"
     )
     lines = out.getvalue().splitlines()
     assert len(lines) == 1
-    assert orjson.loads(lines[0])["scriptPackages"] == {"pandas": "2.0.3", "no-such-package-here": None}
+    assert orjson.loads(lines[0])["scriptPackages"] == {"pandas": "2.2.3", "no-such-package-here": None}
 
 
 def test_selftest_reads_the_images_file_else_the_repositorys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -517,7 +524,7 @@ ARMV7_INDEX: dict[str, tuple[str, list[str]]] = {
     "python-dateutil": ("python_dateutil-2.9.0-py2.py3-none-any.whl", ["six (>=1.5)"]),
     "six": ("six-1.17.0-py2.py3-none-any.whl", []),
     "wrapt": ("wrapt-1.16.0-py3-none-any.whl", []),
-    "orjson": ("orjson-3.11.5-cp311-cp311-manylinux_2_17_armv7l.manylinux2014_armv7l.whl", ["numpy (>=1.25)"]),
+    "orjson": ("orjson-3.11.5-cp313-cp313-manylinux_2_17_armv7l.manylinux2014_armv7l.whl", ["numpy (>=2.3)"]),
 }
 
 
@@ -567,9 +574,9 @@ def _check(
 
 
 PANDAS_FIX = (
-    "add Debian bookworm's python3-pandas (1.5.3) to both apt-get install lines of Dockerfile.arm32v7, as "
-    "python3-pandas='1.5.3+dfsg-*', and pin pandas==1.5.3 in requirements/script.txt so that amd64 installs the "
-    "same version; or drop pandas if score.py does not need it"
+    "add Debian trixie's python3-pandas (2.2.3) to both apt-get install lines of the three Dockerfiles, as "
+    "python3-pandas='2.2.3+dfsg-*', and pin pandas==2.2.3 in requirements/script.txt so that the dev virtualenv "
+    "installs the same version; or drop pandas if score.py does not need it"
 )
 NO_PANDAS = "ERROR: No matching distribution found for pandas"
 
@@ -581,14 +588,14 @@ def test_a_package_without_an_armv7_wheel_stops_the_build_and_its_needs_are_chec
     status, out = _check(tmp_path, monkeypatch, "# comment\npandas\ninference-schema[numpy-support]\n-r x.txt\n", pip)
     assert status == 1
     assert out.splitlines() == [
-        "== TMP/script.txt: wheels for CPython 3.11 on linux armv7",
+        "== TMP/script.txt: wheels for CPython 3.13 on linux armv7",
         "skip  -r x.txt: not a package name, not checked",
-        f"FAIL  pandas: no wheel for CPython 3.11 on linux armv7 ({NO_PANDAS}). Fix: {PANDAS_FIX}",
+        f"FAIL  pandas: no wheel for CPython 3.13 on linux armv7 ({NO_PANDAS}). Fix: {PANDAS_FIX}",
         "ok    inference-schema[numpy-support]: inference_schema-1.8-py3-none-any.whl (pure Python)",
         "ok    python-dateutil>=2.5.3 (for inference-schema): python_dateutil-2.9.0-py2.py3-none-any.whl (pure Python)",
         "ok    wrapt<=1.16.0,>=1.14.0 (for inference-schema): wrapt-1.16.0-py3-none-any.whl (pure Python)",
         "ok    six>=1.5 (for python-dateutil, for inference-schema): six-1.17.0-py2.py3-none-any.whl (pure Python)",
-        "1 cannot be installed for CPython 3.11 on linux armv7: pandas",
+        "1 cannot be installed for CPython 3.13 on linux armv7: pandas",
     ]
     # the probe first, then each package once; numpy (the model stack, via the extra) is never asked for
     asked = [command[-1] for command in pip.commands]
@@ -603,15 +610,16 @@ def test_a_package_without_an_armv7_wheel_stops_the_build_and_its_needs_are_chec
     command = pip.commands[0]
     assert command[:4] == [sys.executable, "-m", "pip", "download"]
     assert {"--no-deps", "--only-binary=:all:"} <= set(command)
-    assert " ".join(command).count("--platform ") == 22
+    assert " ".join(command).count("--platform ") == 27
     for option in (
-        "--python-version 3.11",
+        "--python-version 3.13",
         "--implementation cp",
-        "--abi cp311",
+        "--abi cp313",
         "--platform linux_armv7l",
         "--platform manylinux2014_armv7l",
         "--platform manylinux_2_17_armv7l",
         "--platform manylinux_2_31_armv7l",
+        "--platform manylinux_2_41_armv7l",
     ):
         assert option in " ".join(command)
 
@@ -621,7 +629,7 @@ def test_an_unreachable_index_is_not_a_verdict(tmp_path: Path, monkeypatch: pyte
     status, out = _check(tmp_path, monkeypatch, "pandas\n", pip)
     assert status == 3
     assert out.splitlines() == [
-        "== TMP/script.txt: wheels for CPython 3.11 on linux armv7",
+        "== TMP/script.txt: wheels for CPython 3.13 on linux armv7",
         "COULD NOT CHECK: pip could not get prometheus-client, which every index the build uses has "
         "(ERROR: No matching distribution found for prometheus-client). Nothing was decided about TMP/script.txt.",
     ]
@@ -648,76 +656,79 @@ def test_nothing_to_check_asks_pip_nothing(tmp_path: Path, monkeypatch: pytest.M
 def _with_pandas(build: str, final: str) -> str:
     """Dockerfile.arm32v7 with python3-pandas added to each stage's apt-get line as given ('' leaves it out)."""
     text = (REPO_ROOT / "Dockerfile.arm32v7").read_text()
-    first, second = text.split("FROM arm32v7/debian:bookworm-slim\n")
+    first, second = text.split("FROM arm32v7/debian:trixie-slim\n")
     add = "python3-threadpoolctl='3.1.0-*' "
-    return first.replace(add, add + build + " ") + "FROM arm32v7/debian:bookworm-slim\n" + second.replace(add, add + final + " ")
+    return first.replace(add, add + build + " ") + "FROM arm32v7/debian:trixie-slim\n" + second.replace(add, add + final + " ")
 
 
 def test_a_package_debian_provides_in_both_stages_needs_no_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pin = "python3-pandas='1.5.3+dfsg-*'"
+    pin = "python3-pandas='2.2.3+dfsg-*'"
     pip = FakePip(ARMV7_INDEX)
-    status, out = _check(tmp_path, monkeypatch, "pandas==1.5.3\nnumpy\n", pip, _with_pandas(pin, pin))
+    status, out = _check(tmp_path, monkeypatch, "pandas==2.2.3\nnumpy\n", pip, _with_pandas(pin, pin))
     assert status == 0
     assert out.splitlines()[1:] == [
-        "ok    pandas==1.5.3: Debian's python3-pandas 1.5.3 (Dockerfile.arm32v7)",
-        "ok    numpy: the images' model stack (1.24.2)",
+        "ok    pandas==2.2.3: Debian's python3-pandas 2.2.3 (the Dockerfiles)",
+        "ok    numpy: the images' model stack (2.2.4)",
     ]
     assert pip.commands == []
     status, out = _check(tmp_path, monkeypatch, "pandas\n", pip, _with_pandas(pin, pin))
     assert (status, out.splitlines()[1]) == (
         0,
-        "ok    pandas: Debian's python3-pandas 1.5.3 (Dockerfile.arm32v7); pin pandas==1.5.3 in requirements/script.txt "
-        "so that amd64 installs the same",
+        "ok    pandas: Debian's python3-pandas 2.2.3 (the Dockerfiles); pin pandas==2.2.3 in requirements/script.txt "
+        "so that the dev virtualenv installs the same",
     )
 
 
 def test_debians_package_must_be_in_both_stages_and_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pin = "python3-pandas='1.5.3+dfsg-*'"
+    pin = "python3-pandas='2.2.3+dfsg-*'"
     status, out = _check(tmp_path, monkeypatch, "pandas\n", FakePip(ARMV7_INDEX), _with_pandas(pin, ""))
     assert (status, out.splitlines()[1]) == (
         1,
-        "FAIL  pandas: Dockerfile.arm32v7 installs python3-pandas in one stage only: it must be in both apt-get install "
+        "FAIL  pandas: the Dockerfiles install python3-pandas in one stage only: it must be in both apt-get install "
         "lines (the build stage, for pip to see it installed; the final one, to have it at run time)",
     )
-    status, out = _check(tmp_path, monkeypatch, "pandas>=2\nnumpy>=2\n", FakePip(ARMV7_INDEX), _with_pandas(pin, pin))
+    status, out = _check(tmp_path, monkeypatch, "pandas>=3\nnumpy>=2.3\n", FakePip(ARMV7_INDEX), _with_pandas(pin, pin))
     assert status == 1
     assert out.splitlines()[1:] == [
-        "FAIL  pandas>=2: Dockerfile.arm32v7 installs Debian's python3-pandas 1.5.3, which this does not allow: "
-        "pin pandas==1.5.3 in requirements/script.txt (or drop it)",
-        "FAIL  numpy>=2: the images' model stack has numpy 1.24.2 (requirements/model.txt); drop this line",
-        "2 cannot be installed for CPython 3.11 on linux armv7: numpy>=2, pandas>=2",
+        "FAIL  pandas>=3: the Dockerfiles install Debian's python3-pandas 2.2.3, which this does not allow: "
+        "pin pandas==2.2.3 in requirements/script.txt (or drop it)",
+        "FAIL  numpy>=2.3: the images' model stack has numpy 2.2.4 (requirements/model.txt); drop this line",
+        "2 cannot be installed for CPython 3.13 on linux armv7: numpy>=2.3, pandas>=3",
     ]
 
 
-def test_amd64_misses_are_notes_and_model_stack_conflicts_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    index = {**ARMV7_INDEX, "pandas": ("pandas-3.1.1-cp311-cp311-manylinux_2_28_x86_64.whl", ["numpy>=2.0.2"])}
+def test_amd64_misses_fail_too_and_model_stack_conflicts_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = {**ARMV7_INDEX, "pandas": ("pandas-3.1.1-cp313-cp313-manylinux_2_28_x86_64.whl", ["numpy>=2.3.0"])}
     status, out = _check(tmp_path, monkeypatch, "pandas\norjson\nodd-one\n", FakePip(index), amd64=True)
-    assert status == 1  # odd-one has no armv7 wheel; on amd64 that alone would be a note
-    amd64 = out.split("== TMP/script.txt: wheels for CPython 3.11 on manylinux x86_64\n")[1].splitlines()
+    assert status == 1
+    amd64 = out.split("== TMP/script.txt: wheels for CPython 3.13 on manylinux x86_64\n")[1].splitlines()
     assert amd64 == [
-        "ok    pandas: pandas-3.1.1-cp311-cp311-manylinux_2_28_x86_64.whl (amd64)",
-        "note  pandas: pandas-3.1.1-cp311-cp311-manylinux_2_28_x86_64.whl needs numpy>=2.0.2, the images have numpy "
-        "1.24.2: pip will pick an older pandas; pin one that fits in requirements/script.txt",
-        "ok    orjson: orjson-3.11.5-cp311-cp311-manylinux_2_17_armv7l.manylinux2014_armv7l.whl (amd64)",
-        "note  orjson: orjson-3.11.5-cp311-cp311-manylinux_2_17_armv7l.manylinux2014_armv7l.whl needs numpy>=1.25, the "
-        "images have numpy 1.24.2: pip will pick an older orjson; pin one that fits in requirements/script.txt",
-        "note  odd-one: no wheel for CPython 3.11 on manylinux x86_64: the amd64 build would build the sdist, which "
-        "works only if it is pure Python (the image has no compiler)",
+        "ok    pandas: pandas-3.1.1-cp313-cp313-manylinux_2_28_x86_64.whl (amd64)",
+        "note  pandas: pandas-3.1.1-cp313-cp313-manylinux_2_28_x86_64.whl needs numpy>=2.3.0, the images have numpy "
+        "2.2.4: pip will pick an older pandas; pin one that fits in requirements/script.txt",
+        "ok    orjson: orjson-3.11.5-cp313-cp313-manylinux_2_17_armv7l.manylinux2014_armv7l.whl (amd64)",
+        "note  orjson: orjson-3.11.5-cp313-cp313-manylinux_2_17_armv7l.manylinux2014_armv7l.whl needs numpy>=2.3, the "
+        "images have numpy 2.2.4: pip will pick an older orjson; pin one that fits in requirements/script.txt",
+        "FAIL  odd-one: no wheel for CPython 3.13 on manylinux x86_64 (ERROR: No matching distribution found for "
+        f"odd-one). Fix: {checker.fix_for('odd-one')}",
+        "1 cannot be installed for CPython 3.13 on manylinux x86_64: odd-one",
     ]
 
 
-def test_the_arm32v7_dockerfile_is_read_for_debians_packages() -> None:
-    found = checker.debian_packages(REPO_ROOT / "Dockerfile.arm32v7")
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.arm64v8", "Dockerfile.arm32v7"])
+def test_each_dockerfile_is_read_for_debians_packages(dockerfile: str) -> None:
+    found = checker.debian_packages(REPO_ROOT / dockerfile)
     assert {k: (v.package, v.version, sorted(v.stages)) for k, v in found.items()} == {
-        "numpy": ("python3-numpy", "1.24.2", [0, 1]),
-        "scipy": ("python3-scipy", "1.10.1", [0, 1]),
-        "scikit-learn": ("python3-sklearn", "1.2.1", [0, 1]),
-        "joblib": ("python3-joblib", "1.2.0", [0, 1]),
+        "numpy": ("python3-numpy", "2.2.4", [0, 1]),
+        "scipy": ("python3-scipy", "1.15.3", [0, 1]),
+        "scikit-learn": ("python3-sklearn", "1.4.2", [0, 1]),
+        "joblib": ("python3-joblib", "1.4.2", [0, 1]),
         "threadpoolctl": ("python3-threadpoolctl", "3.1.0", [0, 1]),
+        "onnxruntime": ("python3-onnxruntime", "1.21.0", [0, 1]),
     }
     assert checker.fix_for("left-pad") == (
-        "add Debian bookworm's python3-left-pad, if there is one (`apt-cache policy python3-left-pad` on bookworm shows "
-        "its version), to both apt-get install lines of Dockerfile.arm32v7 and pin that version in "
+        "add Debian trixie's python3-left-pad, if there is one (`apt-cache policy python3-left-pad` against trixie "
+        "shows its version), to both apt-get install lines of the three Dockerfiles and pin that version in "
         "requirements/script.txt; or drop left-pad if score.py does not need it"
     )
 
@@ -728,8 +739,8 @@ def test_the_arm32v7_dockerfile_is_read_for_debians_packages() -> None:
 @pytest.mark.parametrize(
     ("dockerfile", "platform", "binary"),
     [
-        ("Dockerfile", "amd64", ""),
-        ("Dockerfile.arm64v8", "arm64v8", ""),
+        ("Dockerfile", "amd64", "--only-binary=:all: "),
+        ("Dockerfile.arm64v8", "arm64v8", "--only-binary=:all: "),
         ("Dockerfile.arm32v7", "arm32v7", "--only-binary=:all: "),
     ],
 )

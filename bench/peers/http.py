@@ -114,13 +114,13 @@ def tune_mlserver(
     work: Path, seconds: float, cores: tuple[set[int] | None, set[int] | None], say: Callable[[str], None]
 ) -> tuple[MLServerBatching, list[dict[str, Any]]]:
     """Each of MLSERVER_TRIALS at the headline point (one start each); the best by rows/s, and every trial's figures."""
-    trials = []
+    trials: list[tuple[MLServerBatching, float, float | None]] = []
     for batching in MLSERVER_TRIALS:
         got = measure_server(MLServer(work, batching), [HEADLINE], seconds, cores).points[HEADLINE.label]
-        trials.append({"batching": batching, "rows_per_s": got.rows_per_s, "p99_ms": got.p(99)})
+        trials.append((batching, got.rows_per_s, got.p(99)))
         say(f"mlserver {batching.label}: {got.rows_per_s:,.0f} rows/s, p99 {got.p(99) or 0:.1f} ms")
-    best = max(trials, key=lambda t: t["rows_per_s"])["batching"]
-    return best, [{**t, "batching": t["batching"].label} for t in trials]
+    best = max(trials, key=lambda t: t[1])[0]
+    return best, [{"batching": b.label, "rows_per_s": r, "p99_ms": p99} for b, r, p99 in trials]
 
 
 def median(values: Sequence[float | None]) -> float | None:

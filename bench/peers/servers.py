@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import platform
 import shutil
 import sys
 import time
@@ -178,8 +179,10 @@ class Ours(Server):
         return [sys.executable, "-m", "app", "serve", "--host", HOST, "--port", str(port)], env, REPO_ROOT
 
     def versions(self) -> dict[str, Any]:
+        """The engine the model directory selects, and what this interpreter (the server's) runs it with."""
         manifest = json.loads((self.model_dir() / "model.json").read_text())
-        return {"engine": manifest.get("engine", "sklearn"), **manifest.get("libraries", {})}
+        found = venvs.installed_versions(Path(sys.prefix), ["onnxruntime", "scikit-learn", "aiohttp", "azure-iot-device"])
+        return {"engine": manifest.get("engine", "sklearn"), "python": platform.python_version(), **found}
 
 
 class OursSklearn(Ours):

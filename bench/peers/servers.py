@@ -33,7 +33,7 @@ from localedge.broker import free_port
 from tests.azureml.reference import (
     HOST,
     ServerProcess,
-    _clean_environment,
+    clean_environment,
     ensure_reference_venv,
     model_pins,
     reference_command,
@@ -175,7 +175,7 @@ class Ours(Server):
         return MODEL_DIR
 
     def command(self, port: int) -> tuple[list[str], dict[str, str], Path]:
-        env = _clean_environment({"MODEL_DIR": str(self.model_dir()), "PYTHONPATH": str(REPO_ROOT)})
+        env = clean_environment({"MODEL_DIR": str(self.model_dir()), "PYTHONPATH": str(REPO_ROOT)})
         return [sys.executable, "-m", "app", "serve", "--host", HOST, "--port", str(port)], env, REPO_ROOT
 
     def versions(self) -> dict[str, Any]:
@@ -207,7 +207,7 @@ class AzmlInfSrv(Server):
         self.script.write_text(SCORE_PY.format(labels=list(LABELS)))
 
     def command(self, port: int) -> tuple[list[str], dict[str, str], Path]:
-        env = _clean_environment({"AML_APP_ROOT": str(self.work), "AZUREML_MODEL_DIR": str(MODEL_DIR)})
+        env = clean_environment({"AML_APP_ROOT": str(self.work), "AZUREML_MODEL_DIR": str(MODEL_DIR)})
         return reference_command(self.venv, self.script, MODEL_DIR, port), env, self.work
 
     def versions(self) -> dict[str, Any]:
@@ -251,7 +251,7 @@ class MLServer(Server):
             "parallel_workers": b.parallel_workers,
         }
         (repo / "settings.json").write_text(json.dumps(settings, indent=2))
-        env = _clean_environment({})
+        env = clean_environment({})
         env = {k: v for k, v in env.items() if not k.startswith("MLSERVER_")}
         return [str(self.venv / "bin" / "mlserver"), "start", str(repo)], env, repo
 

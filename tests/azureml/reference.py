@@ -242,7 +242,7 @@ _SERVER_VARIABLES = (
 )  # fmt: skip
 
 
-def _clean_environment(extra: Mapping[str, str]) -> dict[str, str]:
+def clean_environment(extra: Mapping[str, str]) -> dict[str, str]:
     drop = [k for k in os.environ if k.startswith(("AZUREML_", "AML_")) or k in _SERVER_VARIABLES]
     return module_environment(extra, drop=drop)
 
@@ -273,7 +273,7 @@ def running_reference(
     app_root = app_root or script.parent
     port = free_port(HOST)
     base_url = f"http://{HOST}:{port}"
-    env = _clean_environment({"AML_APP_ROOT": str(app_root), "AZUREML_MODEL_DIR": str(model_dir)})
+    env = clean_environment({"AML_APP_ROOT": str(app_root), "AZUREML_MODEL_DIR": str(model_dir)})
     with tempfile.TemporaryDirectory(prefix="azmlinfsrv-") as logs:
         argv = reference_command(venv, script, model_dir, port, legacy_aliases)
         server = ServerProcess("azmlinfsrv", argv, env, app_root, Path(logs))
@@ -295,7 +295,7 @@ def running_ours(script: Path, model_dir: Path, *, app_root: Path | None = None,
     app_root = app_root or script.parent
     port = free_port(HOST)
     base_url = f"http://{HOST}:{port}"
-    env = _clean_environment(
+    env = clean_environment(
         {"AZUREML_ENTRY_SCRIPT": str(script), "AZUREML_MODEL_DIR": str(model_dir), "AML_APP_ROOT": str(app_root),
          "PYTHONPATH": str(REPO_ROOT)}
     )  # fmt: skip

@@ -62,10 +62,14 @@ mosquitto:
 	  echo "installing mosquitto from Debian's packages"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends mosquitto; }
 
-bench: venv
+# bench.peers (~12 min; PEERS_ARGS="--quick" for one round): against azmlinfsrv and MLServer, whose virtualenvs
+# (.venv-azmlinfsrv, .venv-mlserver) it builds on first use, and through the local edge; bench/results/peers.{md,png}.
+bench: venv mosquitto
+	$(PY) -m pip install --quiet -r requirements/bench.txt
 	$(PY) -m bench
 	$(PY) -m bench.journal
 	$(PY) -m bench.engines
+	$(PY) -m bench.peers $(PEERS_ARGS)
 
 # Reliability proofs (not run by CI in full; CI runs a fast slice of each inside `make test`).
 # fuzz: >= 200,000 hostile inputs, zero crashes, zero accounting violations (tests/fuzz).

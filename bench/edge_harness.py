@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,8 +285,9 @@ class EdgeRun:
     than by a fixed schedule; end_stream() stops it. The local edge's supervisor applies `restartPolicy: always`
     with edgeAgent's back-off (BACKOFF): an inference module that exits on its own (a crash, its watchdog's
     verdict) is started again with the same environment; the harness's own kills and restarts hold `control` (and
-    the edge's kill_module() holds the module from its supervisor). stop() stops every process by PID (also on
-    failure, and at exit) and removes the run directory unless `keep`.
+    the edge's kill_module() holds the module from its supervisor). `on_upstream` sees every upstream message
+    after `outcomes`. stop() stops every process by PID (also on failure, and at exit) and removes the run
+    directory unless `keep`.
     """
 
     def __init__(
@@ -305,6 +306,7 @@ class EdgeRun:
         manifest: Path | None = None,
         token_ttl: int | None = None,
         save_sessions: bool = True,
+        on_upstream: Callable[[UpstreamMessage], None] | None = None,
     ) -> None:
         # An idle sensor still ticks: at MessageDelay 0 (as fast as it can) it would spin a core doing nothing.
         delay = 1.0 if not send else 0.0 if rate <= 0 else 1 / rate
@@ -316,7 +318,7 @@ class EdgeRun:
         self.outcomes = Outcomes(keep_times)
         self.edge = LocalEdge(
             load_deployment(manifest, [*sensor_env, *module_source_env(module_source), *env]),
-            on_upstream=self.outcomes,
+            on_upstream=self.outcomes if on_upstream is None else _both(self.outcomes, on_upstream),
             control=False,  # a developer's own `make edge` keeps its control socket
             keep_run_dir=True,  # read after stop(), then removed here unless `keep`
             verbose=verbose,
@@ -428,6 +430,17 @@ class EdgeRun:
 
     def account(self) -> Accounting:
         return account(self.sent_ids(), self.outcomes, self.delivered)
+
+
+Observer = Callable[[UpstreamMessage], None]
+
+
+def _both(first: Observer, second: Observer) -> Observer:
+    def both(msg: UpstreamMessage) -> None:
+        first(msg)
+        second(msg)
+
+    return both
 
 
 def quiet_for(value: Any, quiet_s: float, timeout: float) -> None:

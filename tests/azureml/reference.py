@@ -1,6 +1,6 @@
 """Azure ML's own inference server (azmlinfsrv) as the reference, and this module's HTTP endpoint beside it.
 
-- `ensure_reference_venv()`: the reference virtualenv (AZUREML_REFERENCE_VENV, default .venv-azmlinfsrv at the
+- `ensure_reference_venv()` (bench/venvs.py): the reference virtualenv (AZUREML_REFERENCE_VENV, default .venv-azmlinfsrv at the
   repository root): azureml-inference-server-http 1.5.1, inference-schema 1.8, this project's model stack pins
   (requirements/model.txt), and what the corpus scripts import (pandas, azureml-core). Reused when its versions
   match, built with `python3.11 -m venv` + pip otherwise.
@@ -21,12 +21,9 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import fcntl
-import hashlib
 import http.client
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench import venvs
 from localedge.broker import free_port, stop_process
 from localedge.processes import module_environment
 from tests.azureml import differences
@@ -62,12 +60,10 @@ SERVER_PINS = (
     # SDK v1's `from azureml.core.model import Model` (MLOpsPython, the IoT Edge tutorial); installs on 3.11 in ~40 s.
     "azureml-core==1.61.0.post4",
 )
-PYTHON = "python3.11"
-BUILD_TIMEOUT_S = 900.0
-MARKER = ".azml-reference.json"  # in the venv: the pins it was built with, written once pip succeeded
+BUILD_TIMEOUT_S = venvs.BUILD_TIMEOUT_S
 
 
-class ReferenceUnavailable(RuntimeError):
+class ReferenceUnavailable(venvs.VenvUnavailable):
     """The reference venv is missing and could not be built (or building was not allowed)."""
 
 
@@ -84,102 +80,27 @@ def reference_venv() -> Path:
     return Path(os.environ.get("AZUREML_REFERENCE_VENV") or REPO_ROOT / ".venv-azmlinfsrv")
 
 
-def _venv_python(venv: Path) -> Path:
-    return venv / "bin" / "python"
-
-
-def installed_versions(venv: Path, names: Sequence[str]) -> dict[str, str | None]:
-    """name -> version installed in `venv` (None when absent), asked of the venv's own interpreter."""
-    program = (
-        "import importlib.metadata as m, json, sys\n"
-        "def v(n):\n"
-        "    try: return m.version(n)\n"
-        "    except m.PackageNotFoundError: return None\n"
-        "print(json.dumps({n: v(n) for n in sys.argv[1:]}))\n"
-    )
-    done = subprocess.run(
-        [str(_venv_python(venv)), "-c", program, *names], capture_output=True, text=True, timeout=60, check=True
-    )
-    return json.loads(done.stdout)
-
-
 def venv_problem(venv: Path) -> str | None:
     """Why `venv` cannot serve as the reference (None: it can)."""
-    if not _venv_python(venv).exists():
-        return f"{venv} does not exist" if not venv.exists() else f"{venv} has no bin/python"
-    pins = dict(p.split("==", 1) for p in reference_pins())
-    try:
-        found = installed_versions(venv, list(pins))
-    except (subprocess.SubprocessError, OSError, ValueError) as exc:
-        return f"{venv}: cannot ask its interpreter for versions: {exc}"
-    wrong = {n: found[n] for n, v in pins.items() if (found[n] or "").lower() != v.lower()}
-    if wrong:
-        return f"{venv}: versions differ from the pins: " + ", ".join(f"{n}={v} (want {pins[n]})" for n, v in wrong.items())
-    return None
+    return venvs.venv_problem(venv, reference_pins())
 
 
 def ensure_reference_venv(venv: Path | None = None, *, build: bool = True, timeout: float = BUILD_TIMEOUT_S) -> Path:
-    """The reference venv, built if missing (or rebuilt if it is one this module built and its versions moved)
-    when `build` allows; ReferenceUnavailable otherwise. A directory that is not a venv of ours is never
-    deleted. A lock file keeps two builders apart; a failed build leaves no venv behind.
-    """
-    venv = venv or reference_venv()
-    problem = venv_problem(venv)
-    if problem is None:
-        return venv
-    if not build:
-        raise ReferenceUnavailable(problem)
-    if venv.exists() and not (venv / MARKER).exists():
-        raise ReferenceUnavailable(f"{problem}; it was not built by tests/azureml/reference.py, so it is left alone")
-    python = shutil.which(PYTHON)
-    if python is None:
-        raise ReferenceUnavailable(f"{problem}; and {PYTHON} is not on PATH to build it")
+    """The reference venv (bench/venvs.py's ensure_venv with reference_pins()); ReferenceUnavailable if it cannot be had."""
     try:
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        with _lock_path(venv).open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if venv_problem(venv) is None:  # built by another process meanwhile
-                return venv
-            _build(venv, python, problem, timeout)
-    except OSError as exc:
-        shutil.rmtree(venv, ignore_errors=True)
-        raise ReferenceUnavailable(f"{problem}; building it failed: {exc}") from exc
-    again = venv_problem(venv)
-    if again is not None:
-        raise ReferenceUnavailable(f"built {venv}, but: {again}")
-    return venv
-
-
-def _lock_path(venv: Path) -> Path:
-    """A lock file for building `venv`, outside the repository (nothing to ignore) and outside the venv (deleted on failure)."""
-    digest = hashlib.sha256(str(venv.resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"azml-reference-venv-{digest}.lock"
+        return venvs.ensure_venv(venv or reference_venv(), reference_pins(), build=build, timeout=timeout)
+    except venvs.VenvUnavailable as exc:
+        raise ReferenceUnavailable(str(exc)) from exc
 
 
 def pip_command(venv: Path) -> list[str]:
-    return [str(_venv_python(venv)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *reference_pins()]
-
-
-def _build(venv: Path, python: str, problem: str, timeout: float) -> None:
-    shutil.rmtree(venv, ignore_errors=True)
-    deadline = time.monotonic() + timeout
-    for step in ([python, "-m", "venv", str(venv)], pip_command(venv)):
-        try:
-            done = subprocess.run(step, capture_output=True, text=True, timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            shutil.rmtree(venv, ignore_errors=True)
-            raise ReferenceUnavailable(f"{problem}; building it took over {timeout:.0f}s: {' '.join(step)}") from None
-        if done.returncode != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
-            raise ReferenceUnavailable(f"{problem}; building it failed: {' '.join(step)}\n{tail}")
-    (venv / MARKER).write_text(json.dumps({"pins": reference_pins()}, indent=2) + "\n")
+    return venvs.pip_command(venv, reference_pins())
 
 
 def reference_versions(venv: Path) -> dict[str, str | None]:
     names = [p.split("==", 1)[0] for p in reference_pins()]
-    versions = installed_versions(venv, [*names, "flask-cors", "pydantic", "opentelemetry-sdk"])
-    done = subprocess.run([str(_venv_python(venv)), "--version"], capture_output=True, text=True, timeout=30, check=True)
+    versions = venvs.installed_versions(venv, [*names, "flask-cors", "pydantic", "opentelemetry-sdk"])
+    done = subprocess.run([str(venvs.venv_python(venv)), "--version"], capture_output=True, text=True, timeout=30, check=True)
     return {"python": done.stdout.strip().removeprefix("Python "), **versions}
 
 
@@ -321,14 +242,14 @@ _SERVER_VARIABLES = (
 )  # fmt: skip
 
 
-def _clean_environment(extra: Mapping[str, str]) -> dict[str, str]:
+def clean_environment(extra: Mapping[str, str]) -> dict[str, str]:
     drop = [k for k in os.environ if k.startswith(("AZUREML_", "AML_")) or k in _SERVER_VARIABLES]
     return module_environment(extra, drop=drop)
 
 
 def reference_command(venv: Path, script: Path, model_dir: Path, port: int, legacy_aliases: Sequence[str] = ()) -> list[str]:
     return [
-        str(_venv_python(venv)), "-c", LAUNCHER, HOST, ",".join(legacy_aliases),
+        str(venvs.venv_python(venv)), "-c", LAUNCHER, HOST, ",".join(legacy_aliases),
         "--entry_script", str(script), "--model_dir", str(model_dir), "--port", str(port),
     ]  # fmt: skip
 
@@ -352,7 +273,7 @@ def running_reference(
     app_root = app_root or script.parent
     port = free_port(HOST)
     base_url = f"http://{HOST}:{port}"
-    env = _clean_environment({"AML_APP_ROOT": str(app_root), "AZUREML_MODEL_DIR": str(model_dir)})
+    env = clean_environment({"AML_APP_ROOT": str(app_root), "AZUREML_MODEL_DIR": str(model_dir)})
     with tempfile.TemporaryDirectory(prefix="azmlinfsrv-") as logs:
         argv = reference_command(venv, script, model_dir, port, legacy_aliases)
         server = ServerProcess("azmlinfsrv", argv, env, app_root, Path(logs))
@@ -374,7 +295,7 @@ def running_ours(script: Path, model_dir: Path, *, app_root: Path | None = None,
     app_root = app_root or script.parent
     port = free_port(HOST)
     base_url = f"http://{HOST}:{port}"
-    env = _clean_environment(
+    env = clean_environment(
         {"AZUREML_ENTRY_SCRIPT": str(script), "AZUREML_MODEL_DIR": str(model_dir), "AML_APP_ROOT": str(app_root),
          "PYTHONPATH": str(REPO_ROOT)}
     )  # fmt: skip

@@ -43,9 +43,9 @@ MODEL_DIR = REPO_ROOT / "model"
 MODEL_NAME = "temperature-anomaly"
 MLSERVER_VENV = REPO_ROOT / ".venv-mlserver"
 # MLServer 1.7.1 and its scikit-learn runtime on this project's model stack (so that it loads the same model.pkl);
-# pandas 2.0.3 is the newest that runs on numpy 1.24.2 (as in the Azure ML reference venv); uvloop 0.22+ breaks
+# pandas 2.2.3, built for numpy 2 (as in the Azure ML reference venv); uvloop 0.22+ breaks
 # MLServer 1.7.1's inference workers (`asyncio.get_event_loop()` raises "no current event loop" in them).
-MLSERVER_PINS = ("mlserver==1.7.1", "mlserver-sklearn==1.7.1", "pandas==2.0.3", "uvloop==0.21.0")
+MLSERVER_PINS = ("mlserver==1.7.1", "mlserver-sklearn==1.7.1", "pandas==2.2.3", "uvloop==0.21.0")
 
 # The score.py azmlinfsrv runs: the Azure ML tutorials' shape (model loaded in init(), JSON rows in run()).
 SCORE_PY = """\

@@ -37,7 +37,7 @@ import joblib
 import numpy as np
 import orjson
 import pytest
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
@@ -48,7 +48,7 @@ from localedge.blobstore import BlobStore, Fault
 from localedge.deployment import load_deployment
 from localedge.edge import LocalEdge
 from localedge.processes import REPO_ROOT
-from tests.conftest import DEFAULT_MODEL_DIR
+from tests.conftest import DEFAULT_MODEL_DIR, DEFAULT_MODEL_VERSION
 from tests.integration.conftest import mosquitto_or_skip
 from tests.integration.test_faults import QOS1_DUPLICATES_PER_FAULT
 from tests.integration.test_localedge import run_cli
@@ -56,6 +56,7 @@ from tests.integration.test_localedge import run_cli
 SENSOR, MODEL = "tempSensor", "inference"
 WAIT = 60.0
 OLD, NEW, BAD = "temperature-anomaly", "temperature-rf", "temperature-bad"
+V1, V2 = DEFAULT_MODEL_VERSION, DEFAULT_MODEL_VERSION + 1  # the default model, and it registered again
 
 
 def _free_port() -> int:
@@ -67,12 +68,13 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str, int]]:
     """NEW: the default forest under another name; BAD: a model whose run() fails on every real reading
-    (-x then sqrt: NaN for positive values, which the forest refuses) but passes the zero-row trial."""
+    (-x then sqrt: NaN for positive values, which logistic regression refuses; scikit-learn >= 1.4's forests would
+    take NaN) but passes the zero-row trial."""
     root = tmp_path_factory.mktemp("bundles")
     register(DEFAULT_MODEL_DIR / "model.pkl", root / "new", name=NEW, features=list(FEATURES), labels=list(LABELS))
     X, y = training_data(500, 5)
     bad = Pipeline(
-        [("neg", FunctionTransformer(np.negative)), ("sqrt", FunctionTransformer(np.sqrt)), ("rf", RandomForestClassifier(3))]
+        [("neg", FunctionTransformer(np.negative)), ("sqrt", FunctionTransformer(np.sqrt)), ("lr", LogisticRegression())]
     )
     joblib.dump(bad.fit(-np.abs(X), y), root / "bad.joblib")
     register(root / "bad.joblib", root / "bad", name=BAD, features=list(FEATURES), labels=list(LABELS))
@@ -267,7 +269,7 @@ def test_the_readme_walk_through_by_its_commands(edge_cli: tuple[subprocess.Pope
     v2 = tmp_path / "model-v2"
     shutil.copytree(DEFAULT_MODEL_DIR, v2)
     manifest = register(DEFAULT_MODEL_DIR / "model.pkl", v2, name=OLD, features=list(FEATURES), labels=list(LABELS))
-    assert manifest.version == 2
+    assert manifest.version == V2
     bundled = subprocess.run(
         [sys.executable, "-m", "app", "bundle", str(v2), "--out", str(tmp_path / "v2.tar.gz"), "--json"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
@@ -283,7 +285,7 @@ def test_the_readme_walk_through_by_its_commands(edge_cli: tuple[subprocess.Pope
         command = shlex.split(desired_line)
         assert command[:5] == ["python", "-m", "localedge", "desired", MODEL] and url_line.startswith("url: http://127.0.0.1:")
         model = json.loads(command[5])["model"]
-        assert (model["name"], model["version"], model["sha256"], model["size"]) == (OLD, 2, info["sha256"], info["size"])
+        assert (model["name"], model["version"], model["sha256"], model["size"]) == (OLD, V2, info["sha256"], info["size"])
         assert model["url"] == url_line.removeprefix("url: ")
         wanted = run_cli(*command[3:])  # the line as printed, run by this interpreter
         assert wanted.returncode == 0, wanted.stderr
@@ -297,12 +299,12 @@ def test_the_readme_walk_through_by_its_commands(edge_cli: tuple[subprocess.Pope
     # the good one: active, and every prediction from one message on is v2's
     publish_and_want()
     active = _until("an active rollout", lambda: (r := _rollout_of_twin()).get("state") == "active" and r)
-    assert (active["name"], active["version"], active["source"].endswith("/v2.tar.gz")) == (OLD, 2, True)
-    _until("predictions of v2", lambda: sum(p.get("modelVersion") == 2 for p in _predictions(out)) >= 5)
+    assert (active["name"], active["version"], active["source"].endswith("/v2.tar.gz")) == (OLD, V2, True)
+    _until("predictions of v2", lambda: sum(p.get("modelVersion") == V2 for p in _predictions(out)) >= 5)
 
     stopped = run_cli("stop")
     assert stopped.returncode == 0, stopped.stderr
     assert proc.wait(timeout=60) == 0
     versions = [p["modelVersion"] for p in _predictions(out) if "modelVersion" in p]
-    switch = versions.index(2)
-    assert switch >= 5 and set(versions[:switch]) == {1} and set(versions[switch:]) == {2}, versions
+    switch = versions.index(V2)
+    assert switch >= 5 and set(versions[:switch]) == {V1} and set(versions[switch:]) == {V2}, versions

@@ -48,7 +48,7 @@ COPY app/ /app/app/
 # What the module shares with the repo's other edge programs (see edgekit/__init__.py).
 COPY edgekit/ /app/edgekit/
 # The default model; mount another model directory over /app/model (or set MODEL_DIR) to replace it.
-COPY model/model.pkl model/model.json /app/model/
+COPY model/model.pkl model/model.onnx model/model.json /app/model/
 # What `python -m app selftest` checks is installed (scriptPackages in its header).
 COPY requirements/script.txt /app/requirements/script.txt
 ENV PATH=/opt/venv/bin:$PATH \

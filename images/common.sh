@@ -28,7 +28,7 @@ done
 # builds of one commit carry the same ones. `created` is the commit's time, not the build's.
 SOURCE_PLACEHOLDER=https://example.invalid/edge-inference-module
 # What enters an image; a difference from HEAD there marks the revision -dirty.
-IMAGE_INPUTS=(Dockerfile Dockerfile.arm64v8 Dockerfile.arm32v7 .dockerignore app edgekit model/model.pkl model/model.json requirements)
+IMAGE_INPUTS=(Dockerfile Dockerfile.arm64v8 Dockerfile.arm32v7 .dockerignore app edgekit model/model.pkl model/model.onnx model/model.json requirements)
 # Computed once per run and exported: images/test.sh takes them before building, so a commit made meanwhile
 # cannot make the built labels and the expected ones differ.
 oci_labels() {

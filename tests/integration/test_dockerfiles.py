@@ -96,7 +96,10 @@ def test_final_stage_runs_the_module_as_non_root_without_pip(platform: str) -> N
     assert env["PYTHONUNBUFFERED"] == "1"
     assert env["MODEL_DIR"] == "/app/model"
     copied = " ".join(ins["value"] for ins in final if ins["instruction"] == "COPY")
-    assert "model/model.pkl" in copied and "model/model.json" in copied
+    # the default model whole: its manifest and every file it names (model.onnx too), in the image and the context
+    model_files = ["model.json", *json.loads((REPO_ROOT / "model" / "model.json").read_text())["files"]]
+    assert all(f"model/{name}" in copied for name in model_files), copied
+    assert all(f"!model/{name}" in (REPO_ROOT / ".dockerignore").read_text().split() for name in model_files)
     # every package of this repository that the module imports is in the image, and in the build context
     context = (REPO_ROOT / ".dockerignore").read_text().split()
     for package in ("app", "edgekit"):

@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -29,6 +30,7 @@ import orjson
 from bench.edge_harness import MODEL, EdgeRun, account, cpu_seconds, interrupt_on_signals, percentile
 from bench.lowrate import ECHO_SOURCE
 from bench.overload import Feeder
+from bench.profiling import Profiler
 
 # Each kind's desired properties on top of the template's (which sets `aggregate` itself, so an env var would not do).
 KINDS: dict[str, dict[str, Any]] = {"1:1": {}, "aggregated": {"aggregate": True}, "echo": {}}
@@ -79,8 +81,11 @@ def _apply_desired(run: EdgeRun, patch: dict[str, Any]) -> None:
     raise SystemExit(f"the module did not apply {patch} within {SETTINGS_TIMEOUT_S:.0f} s:\n{run.model.log_tail()}")
 
 
-def measure_kind(kind: str, rates: list[float], seconds: float, window: int, latency_rate: float | None) -> KindRun:
-    """One edge for `kind`: CPU at each rate, saturation, then latency at `latency_rate` (None: half its own capacity)."""
+def measure_kind(
+    kind: str, rates: list[float], seconds: float, window: int, latency_rate: float | None, profile_dir: Path | None = None
+) -> KindRun:
+    """One edge for `kind`: CPU at each rate, saturation, then latency at `latency_rate` (None: half its own capacity);
+    with `profile_dir`, then a profiled stretch at the lowest rate (bench/profiling.py), not counted in the figures."""
     source = ECHO_SOURCE if kind == "echo" else None
     run = EdgeRun(rate=0, send=False, module_source=source, keep_times=True)
     result = KindRun()
@@ -125,6 +130,14 @@ def measure_kind(kind: str, rates: list[float], seconds: float, window: int, lat
         _drain(run, feeder, f"{kind} latency phase")
         latencies = [ms for ms in feeder.latencies_ms(feeder.phases["latency"]) if ms is not None]
         result.latency_ms = {"rate": rate, "p50": percentile(latencies, 50) or 0.0, "p99": percentile(latencies, 99) or 0.0}
+
+        if profile_dir is not None:
+            name = f"{kind.replace(':', 'to')}-{min(rates):g}"
+            with Profiler(pid, profile_dir, name, seconds) as profiler:
+                done0 = run.outcomes.total
+                feeder.paced("profiled", min(rates), seconds)
+                _drain(run, feeder, f"{kind} profiled")
+                profiler.done(run.outcomes.total - done0)
 
         accounting = account(feeder.sent_at, run.outcomes)
         result.exactly_once, result.lost, result.duplicated = accounting.exactly_once, accounting.lost, accounting.duplicated
@@ -205,6 +218,12 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=5.0, help="length of each measured phase (default 5)")
     p.add_argument("--window", type=int, default=1000, help="inputs without an outcome at saturation (default 1000)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians count (default 3)")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="in round 1, also profile each kind at the lowest rate into DIR (bench/profiling.py; py-spy if installed)",
+    )
     args = p.parse_args()
     interrupt_on_signals()
     rates = sorted(float(r) for r in args.rates.split(","))
@@ -212,7 +231,7 @@ def main() -> int:
     for n in range(args.rounds):
         latency_rate: float | None = None
         for kind in KINDS:  # 1:1 first: its capacity sets the latency rate for the others
-            r = measure_kind(kind, rates, args.seconds, args.window, latency_rate)
+            r = measure_kind(kind, rates, args.seconds, args.window, latency_rate, args.profile if n == 0 else None)
             latency_rate = latency_rate or r.latency_ms["rate"]
             runs[kind].append(r)
             cpu = ", ".join(f"{p} {v:.2f} ms" for p, v in r.cpu_ms.items())

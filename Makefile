@@ -67,7 +67,7 @@ bench: venv
 	$(PY) -m bench.engines
 
 # CPU per input at 50/200 msg/s and saturation, capacity and p99 through the local edge, against the echo module
-# (~8 minutes: nine local edges). E.g. BUDGET_ARGS="--rounds 1 --seconds 3" (~90 s), or "--profile /tmp/prof".
+# (~5 minutes: nine local edges). E.g. BUDGET_ARGS="--rounds 1 --seconds 3" (~70 s), or "--profile /tmp/prof".
 bench-budget: venv mosquitto
 	$(PY) -m bench.budget $(BUDGET_ARGS)
 

@@ -110,18 +110,19 @@ def measure_kind(
         for rate in rates:
             result.cpu_ms[f"{rate:g}"] = cpu_phase(f"{rate:g} msg/s", lambda rate=rate: feeder.paced(f"r{rate:g}", rate, seconds))
 
-        marks: list[tuple[float | None, int, int]] = []  # (CPU s, outcomes, upstream messages) at the mark and at the end
+        # (CPU s, outcomes, predictions, upstream messages) at the mark and at the end
+        marks: list[tuple[float | None, int, int, int]] = []
 
         def mark() -> None:
             assert run.edge.hub is not None
-            marks.append((cpu_seconds(pid), run.outcomes.total, run.edge.hub.upstream.count))
+            marks.append((cpu_seconds(pid), run.outcomes.total, run.outcomes.predicted, run.edge.hub.upstream.count))
 
         result.capacity = feeder.closed("saturation", window, SATURATION_WARMUP_S + seconds, SATURATION_WARMUP_S, mark)
         mark()
-        (cpu0, done0, up0), (cpu1, done1, up1) = marks
+        (cpu0, done0, predicted0, up0), (cpu1, done1, predicted1, up1) = marks
         assert cpu0 is not None and cpu1 is not None and done1 > done0
         result.cpu_ms["saturation"] = (cpu1 - cpu0) * 1000 / (done1 - done0)
-        result.predictions_per_s = result.capacity  # every input is a prediction here (no bad inputs are fed)
+        result.predictions_per_s = result.capacity * (predicted1 - predicted0) / (done1 - done0)  # error records are not
         result.output_messages_per_input = (up1 - up0) / (done1 - done0)
         _drain(run, feeder, f"{kind} after saturation")
 

@@ -12,7 +12,7 @@ PYTHON311 ?= $(shell for p in python3.11 python3 python; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; \
 	then command -v $$p; break; fi; done)
 
-.PHONY: run test test-fast lint fuzz faults overload soak bench model manifest model-layer clean venv image image-test edge mosquitto iotedgedev manifest-goldens lock image-push
+.PHONY: run test test-fast lint fuzz faults overload soak bench bench-budget model manifest model-layer clean venv image image-test edge mosquitto iotedgedev manifest-goldens lock image-push
 
 venv: $(VENV)/.installed
 
@@ -70,6 +70,11 @@ bench: venv mosquitto
 	$(PY) -m bench.journal
 	$(PY) -m bench.engines
 	$(PY) -m bench.peers $(PEERS_ARGS)
+
+# CPU per input at 50/200 msg/s and saturation, capacity and p99 through the local edge, against the echo module
+# (~5 minutes: nine local edges). E.g. BUDGET_ARGS="--rounds 1 --seconds 3" (~70 s), or "--profile /tmp/prof".
+bench-budget: venv mosquitto
+	$(PY) -m bench.budget $(BUDGET_ARGS)
 
 # Reliability proofs (not run by CI in full; CI runs a fast slice of each inside `make test`).
 # fuzz: >= 200,000 hostile inputs, zero crashes, zero accounting violations (tests/fuzz).

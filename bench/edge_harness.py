@@ -81,24 +81,29 @@ class Outcomes:
         self.fresh: UpstreamMessage | None = None  # the first such outcome within `within_ms`
 
     def __call__(self, msg: UpstreamMessage) -> None:
-        cid = msg.correlation_id
-        if cid is None or not (msg.predictions or msg.errors):
+        if not (msg.predictions or msg.errors):
             return
         body = msg.json_body()
         doc = body if isinstance(body, dict) else {}
         kind = str(doc.get("code")) if msg.errors else "predicted"
+        # One output per input carries the input's id as correlation id; an aggregate (AGGREGATE=true) carries
+        # none, and each of its items names its input (`messageId`).
+        cids = [msg.correlation_id] if msg.correlation_id is not None else aggregated_ids(doc)
+        if not cids:
+            return
         with self._cond:
-            self.count[cid] += 1
-            self.total += 1
-            if msg.errors:
-                self.errored += 1
-                self.codes[kind] += 1
-            else:
-                self.predicted += 1
-                self.models[str(doc.get("model"))] += 1
-            if self.first_at is not None and cid not in self.first_at:
-                self.first_at[cid] = msg.arrived
-                self.kinds[cid] = kind
+            for cid in cids:
+                self.count[cid] += 1
+                self.total += 1
+                if msg.errors:
+                    self.errored += 1
+                    self.codes[kind] += 1
+                else:
+                    self.predicted += 1
+                    self.models[str(doc.get("model"))] += 1
+                if self.first_at is not None and cid not in self.first_at:
+                    self.first_at[cid] = msg.arrived
+                    self.kinds[cid] = kind
             if msg.latency_ms is not None:  # the first outcome of an input the hub routed
                 self._latencies.append((msg.arrived, msg.latency_ms))
                 routed_at = msg.arrived - msg.latency_ms / 1000
@@ -136,6 +141,14 @@ class Outcomes:
     def missing(self, ids: Iterable[str]) -> int:
         with self._cond:
             return sum(1 for i in ids if i not in self.count)
+
+
+def aggregated_ids(doc: dict[str, Any]) -> list[str]:
+    """The input ids an aggregate `{"predictions": [{"messageId": ...}, ...]}` answers (none for anything else)."""
+    items = doc.get("predictions")
+    if not isinstance(items, list):
+        return []
+    return [item["messageId"] for item in items if isinstance(item, dict) and isinstance(item.get("messageId"), str)]
 
 
 @dataclass

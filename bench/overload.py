@@ -19,6 +19,7 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,11 @@ class Feeder:
             time.sleep(TICK_S)
         return sent / (time.perf_counter() - start)
 
-    def closed(self, phase: str, window: int, seconds: float, warmup_s: float) -> float:
-        """Closed loop: top up to `window` inputs without an outcome every tick; outcomes per second after `warmup_s`.
+    def closed(
+        self, phase: str, window: int, seconds: float, warmup_s: float, on_mark: Callable[[], None] | None = None
+    ) -> float:
+        """Closed loop: top up to `window` inputs without an outcome every tick; outcomes per second after `warmup_s`
+        (`on_mark` is called at that moment, e.g. to read the module's CPU time).
 
         Ticks, not a wake-up per outcome: the hub that records outcomes runs in this process and must not starve.
         """
@@ -91,6 +95,8 @@ class Feeder:
         while (now := time.perf_counter()) - start < seconds:
             if mark is None and now - start >= warmup_s:
                 mark = (now, outcomes.total)
+                if on_mark is not None:
+                    on_mark()
             for _ in range(window - (len(self.sent_at) - outcomes.total - offset)):
                 self.send(phase)
             time.sleep(5 * TICK_S)

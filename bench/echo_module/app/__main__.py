@@ -1,5 +1,6 @@
-"""Each input sent back unchanged on amlOutput (correlation id = the input's id), nothing else: the transport's
-cost per message through azure-iot-device, the floor the inference module is measured against.
+"""Each input sent back on amlOutput as `{"value": <the input's body>}` (correlation id = the input's id), nothing
+else: the transport's cost per message through azure-iot-device, the floor the inference module is measured against.
+The bytes are wrapped, not parsed (`value` makes the local edge count it as an outcome, as it counts a prediction).
 
 Run in the inference module's place with PYTHONPATH=bench/echo_module and PYTHONSAFEPATH=1 (`python -m app`);
 the SDK's handler hands each message to our loop, as the inference module's does, and TCP_NODELAY is not set.
@@ -25,7 +26,7 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
 
     async def send(msg: Message) -> None:
-        out = Message(msg.data, content_encoding="utf-8", content_type="application/json")
+        out = Message(b'{"value":' + msg.data + b"}", content_encoding="utf-8", content_type="application/json")
         out.correlation_id = msg.message_id
         await client.send_message_to_output(out, OUTPUT)
 

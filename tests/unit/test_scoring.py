@@ -184,7 +184,6 @@ def test_compare_libraries_rules() -> None:
     ]
 
 
-
 def test_a_python_patch_release_is_no_difference_but_a_minor_one_is() -> None:
     assert compare_libraries({"python": "3.11.2"}, {"python": "3.11.7"}) == ([], [])
     assert compare_libraries({"python": "3.11.7"}, {"python": "3.13.5"}) == ([], ["python 3.11.7 (trained) vs 3.13.5 (here)"])

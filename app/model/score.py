@@ -82,7 +82,8 @@ def _rounded(p: float) -> float:
 
 def _small_batch(proba: np.ndarray) -> list[dict]:
     results = []
-    for row in proba.tolist():
+    rows: list[list[float]] = proba.tolist()
+    for row in rows:
         # The first of equal maxima, as argmax; with a threshold, the positive (last) class from it on.
         best = row.index(max(row)) if threshold is None else int(row[1] >= threshold)
         results.append({"label": label_list[best], "probability": _rounded(row[best])})

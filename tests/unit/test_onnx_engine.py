@@ -83,7 +83,7 @@ def test_small_batches_score_exactly_as_one_vectorized_batch(threshold: float | 
 def test_small_batch_rounding_is_numpy_s() -> None:
     script = load_scorer(DEFAULT_MODEL_DIR).script
     edges = [0.00005, 0.00015, 0.12345, 0.12355, 0.99995, 1.0, 0.0, 0.58115, 1 / 3, 2 / 3]
-    values = edges + np.random.default_rng(7).random(20_000).tolist()
+    values = edges + [float(v) for v in np.random.default_rng(7).random(20_000)]
     assert [script._rounded(v) for v in values] == np.round(np.array(values), 4).tolist()
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import joblib
 import numpy as np
@@ -82,7 +82,7 @@ def _rounded(p: float) -> float:
 
 def _small_batch(proba: np.ndarray) -> list[dict]:
     results = []
-    rows: list[list[float]] = proba.tolist()
+    rows = cast("list[list[float]]", proba.tolist())  # numpy types tolist() loosely
     for row in rows:
         # The first of equal maxima, as argmax; with a threshold, the positive (last) class from it on.
         best = row.index(max(row)) if threshold is None else int(row[1] >= threshold)

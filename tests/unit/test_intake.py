@@ -96,7 +96,7 @@ async def wait_for(pipeline: RecordingPipeline, count: int) -> None:
 async def test_with_the_feeder_idle_arrivals_go_straight_into_the_pipeline_and_never_overtake() -> None:
     pipeline = GatedPipeline()
     pipeline.gate.set()
-    intake = Intake(pipeline, asyncio.get_running_loop())
+    intake = Intake(pipeline, asyncio.get_running_loop())  # type: ignore[arg-type]
     intake.start()
     await intake.settle()  # the feeder is idle: nothing handed over yet
     intake._accept([message_from_sdk(sdk_message(0)), message_from_sdk(sdk_message(1))])

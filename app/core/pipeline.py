@@ -135,10 +135,16 @@ class Pipeline:
 
     def offer(self, msg: InMessage) -> bool:
         """Take one message if the queue has room now; False when it is full (HTTP answers 503)."""
+        if self.try_submit(msg):
+            return True
+        self.stats.refused += 1
+        return False
+
+    def try_submit(self, msg: InMessage) -> bool:
+        """`submit` without waiting: take the message if the queue has room now, else leave it (False)."""
         if not msg.received_at:
             msg.received_at = time.perf_counter()
         if not self.batcher.try_put(msg):
-            self.stats.refused += 1
             return False
         self.stats.messages += 1
         return True

@@ -7,8 +7,10 @@ have it (before, a SIGKILL right after a start lost 17-137 inputs that paho had 
 SDK still held in its queues). The handler then only hands the message over to our loop
 (edgekit.handoff: wake-ups coalesced, arrivals in groups), where it is queued in an ordered inbox
 (an input that did not land is journaled there, one write per group); one feeder task moves the
-inbox into the pipeline, waiting while the model's queue is full. The SDK acknowledges MQTT messages
-on arrival and cannot pause delivery, so while we wait, messages gather: in memory up to
+inbox into the pipeline, waiting while the model's queue is full. While the feeder is idle and the
+queue has room, arrivals skip the inbox and go into the pipeline at once, in the same order: at low
+rates no task wakes per message. The SDK acknowledges MQTT messages on arrival and cannot pause
+delivery, so while we wait, messages gather: in memory up to
 INBOX_MAX_BYTES, then only in the journal (read back in order once memory frees up), and past the
 journal's disk budget (or past memory with the journal off) each new message gets an `overloaded`
 error record at once: counted, never silent.
@@ -175,6 +177,12 @@ class Intake:
             self._shed(msg, "the module's journal is full (JOURNAL_MAX_BYTES): it receives faster than it can score and send")
         refused_ids = {id(m) for m in refused}
         inbox = self._inbox
+        # While the feeder is idle (everything before is in the pipeline), a message goes straight to the model's
+        # queue if it has room: no feeder task to wake per message at low rates. Once one waits, the rest of the
+        # group queues behind it, in order.
+        direct = self._drained.is_set() and self._running.is_set() and not self._winding_down
+        try_submit = self._pipeline.try_submit
+        queued = False
         for msg in group:
             if id(msg) in refused_ids:
                 continue
@@ -183,6 +191,10 @@ class Intake:
             if self._winding_down and msg.journal_seq is not None:
                 self.deferred += 1  # stopping: it is on disk, unsettled, and scored first at the next start
                 continue
+            if direct and try_submit(msg):
+                continue
+            direct = False
+            queued = True
             size = len(msg.body)
             if self._read_back_from is None and (self._inbox_bytes + size <= self._max_bytes or not inbox):
                 inbox.append(msg)
@@ -194,6 +206,8 @@ class Intake:
                 self.spilled += 1
             else:
                 self._shed(msg, "the module's memory for waiting inputs is full (INBOX_MAX_BYTES) and INTAKE_JOURNAL is off")
+        if not queued:  # all in the pipeline (or shed, or deferred): nothing for the feeder
+            return
         self._drained.clear()
         self.backlog_peak = max(self.backlog_peak, len(inbox))
         self.backlog_bytes_peak = max(self.backlog_bytes_peak, self._inbox_bytes)

@@ -21,6 +21,11 @@ class RecordingPipeline:
         self.got.append(msg)
         self.arrived.set()
 
+    def try_submit(self, msg: InMessage) -> bool:
+        self.got.append(msg)
+        self.arrived.set()
+        return True
+
 
 async def test_sdk_message_is_handed_over_in_order_without_edgehub_keys() -> None:
     pipeline = RecordingPipeline()
@@ -54,6 +59,9 @@ class GatedPipeline(RecordingPipeline):
         await self.gate.wait()
         await super().submit(msg)
 
+    def try_submit(self, msg: InMessage) -> bool:
+        return self.gate.is_set() and super().try_submit(msg)
+
     async def reject(self, msg: InMessage, code: str, reason: str) -> None:
         self.rejected.append((msg, code))
         self.arrived.set()
@@ -83,6 +91,27 @@ async def wait_for(pipeline: RecordingPipeline, count: int) -> None:
         while len(pipeline.got) + len(getattr(pipeline, "rejected", [])) < count:
             pipeline.arrived.clear()
             await pipeline.arrived.wait()
+
+
+async def test_with_the_feeder_idle_arrivals_go_straight_into_the_pipeline_and_never_overtake() -> None:
+    pipeline = GatedPipeline()
+    pipeline.gate.set()
+    intake = Intake(pipeline, asyncio.get_running_loop())  # type: ignore[arg-type]
+    intake.start()
+    await intake.settle()  # the feeder is idle: nothing handed over yet
+    intake._accept([message_from_sdk(sdk_message(0)), message_from_sdk(sdk_message(1))])
+    assert [m.message_id for m in pipeline.got] == ["m-0", "m-1"]  # at once, no feeder turn
+    pipeline.gate.clear()  # the model's queue is full: m-2 waits in the inbox ...
+    intake._accept([message_from_sdk(sdk_message(2))])
+    pipeline.gate.set()  # ... and m-3, though the queue has room again, queues behind it
+    intake._accept([message_from_sdk(sdk_message(3))])
+    assert [m.message_id for m in pipeline.got] == ["m-0", "m-1"]
+    await wait_for(pipeline, 4)
+    await intake.settle()
+    assert [m.message_id for m in pipeline.got] == ["m-0", "m-1", "m-2", "m-3"]
+    intake._accept([message_from_sdk(sdk_message(4))])  # idle again: straight in
+    assert [m.message_id for m in pipeline.got][-1] == "m-4" and intake.accepted == 5
+    await intake.close()
 
 
 async def test_past_the_memory_budget_inputs_wait_on_disk_and_come_back_in_order(tmp_path: Path) -> None:

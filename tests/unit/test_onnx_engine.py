@@ -66,6 +66,27 @@ def test_scorer_answers_are_the_pickle_s(tmp_path: Path) -> None:
     assert max(abs(a["probability"] - b["probability"]) for a, b in zip(on_onnx, on_pickle, strict=True)) <= 1e-4
 
 
+@pytest.mark.parametrize("threshold", [None, 0.3])
+def test_small_batches_score_exactly_as_one_vectorized_batch(threshold: float | None) -> None:
+    """score.py picks a small batch's labels in plain Python (cheaper at low rates): the same answers to the bit."""
+    script = load_scorer(DEFAULT_MODEL_DIR).script
+    script.set_threshold(threshold)
+    rows = ROWS[:2000]
+    small = script.SMALL_BATCH_ROWS
+    vectorized = script.run(rows)
+    assert len(rows) > small
+    in_small_batches = [r for start in range(0, len(rows), small) for r in script.run(rows[start : start + small])]
+    assert in_small_batches == vectorized
+    assert {r["label"] for r in vectorized} == set(LABELS)
+
+
+def test_small_batch_rounding_is_numpy_s() -> None:
+    script = load_scorer(DEFAULT_MODEL_DIR).script
+    edges = [0.00005, 0.00015, 0.12345, 0.12355, 0.99995, 1.0, 0.0, 0.58115, 1 / 3, 2 / 3]
+    values = edges + [float(v) for v in np.random.default_rng(7).random(20_000)]
+    assert [script._rounded(v) for v in values] == np.round(np.array(values), 4).tolist()
+
+
 # --- register --onnx: the check and its refusals ---------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from localedge import modulecred, publish, runs, single, test_route
 from localedge.agent import Backoff
-from localedge.control import NoEdgeRunning, edge_name, request, running_edges
+from localedge.control import edge_name, request, running_edges
 from localedge.deployment import DeploymentError, load_deployment
 from localedge.edge import LocalEdge
 from localedge.errors import EdgeError
@@ -252,10 +252,7 @@ def control(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as err:
         print(f"error: not JSON: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except NoEdgeRunning as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILED
-    except EdgeError as err:
+    except EdgeError as err:  # NoEdgeRunning too: it says how to start one
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
     if "error" in answer:

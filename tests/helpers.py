@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import orjson
@@ -40,3 +43,14 @@ def unsettled_ids(journal_dir: str | Path) -> list[str | None]:
         return [msg.message_id for msg in journal.read_inputs(first, 1 << 30)]
     finally:
         journal.close()
+
+
+def load_images_script(name: str) -> ModuleType:
+    """images/<name>.py (a script, not a package module) imported for its tests."""
+    path = Path(__file__).resolve().parents[1] / "images" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"images_{name}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

@@ -3,27 +3,15 @@ closure walked with the target platform's markers (pip evaluates them as on the 
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from app.settings import REPO_ROOT
+from tests.helpers import load_images_script
 
-
-def _load_lock() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("images_lock", REPO_ROOT / "images" / "lock.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-lock = _load_lock()
+lock = load_images_script("lock")
 
 
 @pytest.fixture

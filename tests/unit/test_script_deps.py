@@ -5,7 +5,6 @@ decisions with pip's answers faked at the subprocess boundary, and what the Dock
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from app.commands.script_deps import (
 )
 from app.settings import REPO_ROOT, Settings
 from tests.azureml import corpus
+from tests.helpers import load_images_script
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -498,16 +498,7 @@ def test_selftest_reads_the_images_file_else_the_repositorys(tmp_path: Path, mon
 # --- images/check_script_deps.py, with pip's answers faked ------------------------------------------------------
 
 
-def _load_checker() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("check_script_deps", REPO_ROOT / "images" / "check_script_deps.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-checker = _load_checker()
+checker = load_images_script("check_script_deps")
 
 # What the fake index has for armv7: requirement name -> (wheel file name, Requires-Dist lines); absent: no wheel.
 ARMV7_INDEX: dict[str, tuple[str, list[str]]] = {

@@ -56,9 +56,15 @@ PYTHON = ["--python-version", "3.13", "--implementation", "cp", "--abi", "cp313"
 # pip matches --platform tags exactly (manylinux2014 also as manylinux_2_17), so every manylinux level up to
 # trixie's glibc 2.41 is named; linux_* wheels come only from indexes other than PyPI.
 GLIBC_MINOR = 41
-ARMV7_TAGS = ["linux_armv7l", "manylinux2014_armv7l", *(f"manylinux_2_{n}_armv7l" for n in range(17, GLIBC_MINOR + 1))]
-AMD64_TAGS = ["linux_x86_64", "manylinux1_x86_64", "manylinux2010_x86_64", "manylinux2014_x86_64",
-              *(f"manylinux_2_{n}_x86_64" for n in range(5, GLIBC_MINOR + 1))]  # fmt: skip
+
+
+def manylinux_tags(arch: str, oldest: int, legacy: list[str]) -> list[str]:
+    """Tags pip on trixie (glibc 2.41) accepts, most preferred first, as `--platform` options take them (lock.py too)."""
+    return [*(f"manylinux_2_{n}_{arch}" for n in range(GLIBC_MINOR, oldest - 1, -1)), *legacy, f"linux_{arch}"]
+
+
+ARMV7_TAGS = manylinux_tags("armv7l", 17, ["manylinux2014_armv7l"])
+AMD64_TAGS = manylinux_tags("x86_64", 5, ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"])
 
 
 @dataclass(frozen=True)

@@ -49,13 +49,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_script_deps import (  # a script beside this one, not a package
-    GLIBC_MINOR,
+    AMD64_TAGS,
+    ARMV7_TAGS,
     PYTHON,
     InvalidRequirement,
     Requirement,
     canonicalize_name,
     debian_packages,
     image_markers,
+    manylinux_tags,
     model_pins,
     requirement_lines,
 )
@@ -71,11 +73,6 @@ LOCK_DIR = REQUIREMENTS / "lock"
 FORMAT = "1"  # part of every digest: a change to what this script writes makes all locks stale
 OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
 DEFAULT_INDEX = "https://pypi.org/simple"
-
-
-def _manylinux(arch: str, oldest: int, legacy: list[str]) -> list[str]:
-    """Tags pip on trixie (glibc 2.41) accepts, most preferred first, as `--platform` options take them."""
-    return [*(f"manylinux_2_{n}_{arch}" for n in range(GLIBC_MINOR, oldest - 1, -1)), *legacy, f"linux_{arch}"]
 
 
 @dataclass(frozen=True)
@@ -96,15 +93,15 @@ class Platform:
 PLATFORMS = {
     "amd64": Platform(
         "amd64", "linux/amd64", "x86_64",
-        _manylinux("x86_64", 5, ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]),
+        AMD64_TAGS,
         "Dockerfile",
     ),
     "arm64v8": Platform(
-        "arm64v8", "linux/arm64", "aarch64", _manylinux("aarch64", 17, ["manylinux2014_aarch64"]),
+        "arm64v8", "linux/arm64", "aarch64", manylinux_tags("aarch64", 17, ["manylinux2014_aarch64"]),
         "Dockerfile.arm64v8",
     ),
     "arm32v7": Platform(
-        "arm32v7", "linux/arm/v7", "armv7l", _manylinux("armv7l", 17, ["manylinux2014_armv7l"]),
+        "arm32v7", "linux/arm/v7", "armv7l", ARMV7_TAGS,
         "Dockerfile.arm32v7",
     ),
 }  # fmt: skip
